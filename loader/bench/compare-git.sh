@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): crate-loader against the git command line on the same repository over
+# the same transport (git daemon on loopback).
+#
+#   loader/bench/compare-git.sh [SIZE_MB]      (default 300; needs git, hyperfine, GNU time)
+#
+# 1. full load:  crate-loader preview  vs  git clone --depth 1 --single-branch --no-checkout
+#                                          + git show <branch>:<metadata path>
+# 2. no-op check: crate-loader preview --last-commit <head>  vs  git ls-remote <url> <branch>
+# 3. peak memory (max RSS) of each, via /usr/bin/time.
+set -euo pipefail
+size_mb=${1:-300}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+for tool in git hyperfine /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (Debian: git hyperfine time)" >&2; exit 1; }
+done
+
+cargo build --release -q -p crate-loader --manifest-path "$root/Cargo.toml"
+target=$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" | sed 's/.*"target_directory":"\([^"]*\)".*/\1/')
+loader="$target/release/crate-loader"
+
+work=$(mktemp -d)
+daemon_pid=""
+cleanup() { [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+export HOME="$work" GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
+
+# A crate repository with SIZE_MB of incompressible data files beside the metadata, and some
+# history so that depth matters.
+src="$work/src"
+git init -q -b main "$src"
+mkdir -p "$src/bagit/data/files"
+cp "$root/examples/demo-crate/bagit/data/ro-crate-metadata.json" "$src/bagit/data/"
+git -C "$src" add -A && git -C "$src" -c user.name=b -c user.email=b@b commit -qm base
+files=$(( size_mb / 10 ))
+for i in $(seq 1 "$files"); do
+  head -c 10M /dev/urandom > "$src/bagit/data/files/part-$i.bin"
+done
+git -C "$src" add -A && git -C "$src" -c user.name=b -c user.email=b@b commit -qm data
+mkdir -p "$work/srv"
+git clone -q --bare "$src" "$work/srv/crate.git"
+head=$(git -C "$work/srv/crate.git" rev-parse main)
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+git daemon --reuseaddr --listen=127.0.0.1 --port="$port" --base-path="$work/srv" --export-all "$work/srv" &
+daemon_pid=$!
+url="git://127.0.0.1:$port/crate.git"
+until git ls-remote "$url" >/dev/null 2>&1; do sleep 0.1; done
+
+meta=bagit/data/ro-crate-metadata.json
+git_full="rm -rf $work/clone && git clone -q --depth 1 --single-branch --branch main --no-checkout $url $work/clone && git -C $work/clone show main:$meta >/dev/null"
+loader_full="$loader preview --allow-insecure-transport --repo $url --path /$meta --work-dir $work >/dev/null 2>&1"
+git_noop="git ls-remote $url refs/heads/main >/dev/null"
+loader_noop="$loader preview --allow-insecure-transport --repo $url --path /$meta --last-commit $head >/dev/null 2>&1"
+
+echo "repository: $(du -sh "$work/srv/crate.git" | cut -f1) bare, ${size_mb} MB of data at the tip; $(nproc) cores"
+hyperfine --warmup 1 --runs 5 -N --export-markdown "$work/full.md" \
+  -n "git clone --depth 1 --no-checkout + git show" "bash -c '$git_full'" \
+  -n "crate-loader preview" "bash -c '$loader_full'"
+hyperfine --warmup 3 --runs 30 -N --export-markdown "$work/noop.md" \
+  -n "git ls-remote" "bash -c '$git_noop'" \
+  -n "crate-loader preview --last-commit (no-op)" "bash -c '$loader_noop'"
+
+peak() { /usr/bin/time -f %M bash -c "$1" 2>&1 >/dev/null | tail -n 1; }
+# bash -c adds its own small RSS; both sides pay it. git's peak is the max over its processes.
+echo
+echo "| command | peak RSS (MiB) |"
+echo "| --- | --- |"
+rm -rf "$work/clone"
+git_clone_kb=$( { /usr/bin/time -f %M git clone -q --depth 1 --single-branch --branch main --no-checkout "$url" "$work/clone"; } 2>&1 | tail -n 1)
+echo "| git clone --depth 1 --no-checkout (git process) | $(( git_clone_kb / 1024 )) |"
+echo "| crate-loader preview | $(( $(peak "$loader_full") / 1024 )) |"
+echo "| git ls-remote | $(( $(peak "$git_noop") / 1024 )) |"
+echo "| crate-loader preview --last-commit (no-op) | $(( $(peak "$loader_noop") / 1024 )) |"
+echo
+cat "$work/full.md" "$work/noop.md"

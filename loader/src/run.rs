@@ -1,0 +1,384 @@
+//! The loader's three flows, composed from the pipeline steps:
+//! `preview` (fetch → validate → render), `load` (inspect → fetch → validate → render → apply)
+//! and `validate` (a local file → report).
+//!
+//! Every failure becomes a [`Failure`] carrying one [`Outcome`] and one message that says what
+//! to change; `main` turns it into output, the termination message and the exit code.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate_operator_api::AnalyticsDataSource;
+use crate_operator_api::contract::{LoadResult, Outcome, revision};
+use kube::Api;
+use tracing::{info, warn};
+
+use crate::apply::{self, ApplyError};
+use crate::cli::{LoadArgs, PreviewArgs, SourceArgs, ValidateArgs};
+use crate::credentials::{Credentials, CredentialsError};
+use crate::fetch::{self, FetchError, FetchRequest, Fetched};
+use crate::render::{self, CrateRef, Inputs};
+use crate::rocrate::{self, Fallback, Report};
+use crate::source::{self, MetadataPath, Policy, Source, SourceError};
+
+/// A failed flow: what kind of failure, what to tell the user, and the validation report when
+/// the crate itself was at fault.
+#[derive(Debug)]
+pub struct Failure {
+    pub outcome: Outcome,
+    pub message: String,
+    pub report: Option<Report>,
+}
+
+impl Failure {
+    fn new(outcome: Outcome, message: impl Into<String>) -> Failure {
+        Failure {
+            outcome,
+            message: message.into(),
+            report: None,
+        }
+    }
+}
+
+impl From<SourceError> for Failure {
+    fn from(e: SourceError) -> Self {
+        Failure::new(Outcome::InvalidRequest, e.to_string())
+    }
+}
+impl From<CredentialsError> for Failure {
+    fn from(e: CredentialsError) -> Self {
+        Failure::new(Outcome::AuthenticationFailed, e.to_string())
+    }
+}
+impl From<FetchError> for Failure {
+    fn from(e: FetchError) -> Self {
+        Failure::new(e.outcome(), e.to_string())
+    }
+}
+impl From<render::TooLarge> for Failure {
+    fn from(e: render::TooLarge) -> Self {
+        Failure::new(Outcome::LimitExceeded, e.to_string())
+    }
+}
+impl From<ApplyError> for Failure {
+    fn from(e: ApplyError) -> Self {
+        Failure::new(e.outcome(), e.to_string())
+    }
+}
+
+/// The request, checked and ready to fetch.
+struct Prepared {
+    source: Source,
+    path: MetadataPath,
+    credentials: Credentials,
+    fallback: Fallback,
+}
+
+fn prepare(args: &SourceArgs, policy: Policy) -> Result<Prepared, Failure> {
+    source::check_branch(&args.branch)?;
+    let source = Source::parse(&args.repo, policy)?;
+    let path = MetadataPath::parse(&args.path)?;
+    let credentials = match &args.credentials_dir {
+        Some(dir) => Credentials::from_dir(dir)?,
+        None => Credentials::default(),
+    };
+    let fallback = Fallback {
+        display_name: args.display_name.clone(),
+        description: args.description.clone(),
+    };
+    Ok(Prepared {
+        source,
+        path,
+        credentials,
+        fallback,
+    })
+}
+
+fn fetch_request<'a>(
+    args: &'a SourceArgs,
+    prepared: &'a Prepared,
+    deadline: Instant,
+    skip_if_head_is: Option<&'a str>,
+) -> FetchRequest<'a> {
+    FetchRequest {
+        source: &prepared.source,
+        branch: &args.branch,
+        path: &prepared.path,
+        credentials: &prepared.credentials,
+        default_username: &args.username,
+        limits: args.limits.fetch(),
+        deadline,
+        work_dir: args.work_dir.as_deref(),
+        skip_if_head_is,
+    }
+}
+
+/// Validates and maps fetched bytes, turning a crate with errors into an `InvalidCrate` failure
+/// whose message lists the first errors (the full report travels alongside).
+fn check_crate(
+    content: &[u8],
+    args: &SourceArgs,
+    prepared: &Prepared,
+    rev: &str,
+) -> Result<rocrate::Loaded, Failure> {
+    rocrate::load(content, &args.limits.json(), &prepared.fallback).map_err(|report| {
+        let errors: Vec<String> = report.errors().take(3).map(ToString::to_string).collect();
+        let total = report.errors().count();
+        let more = if total > errors.len() {
+            format!(" (and {} more)", total - errors.len())
+        } else {
+            String::new()
+        };
+        Failure {
+            outcome: Outcome::InvalidCrate,
+            message: format!(
+                "failed to validate {} at {rev}: {total} error(s): {}{more}",
+                prepared.path,
+                errors.join("; ")
+            ),
+            report: Some(report),
+        }
+    })
+}
+
+/// What `preview` produced.
+pub enum Previewed {
+    /// The branch head is `--last-commit`: nothing was fetched or rendered.
+    Unchanged { revision: String },
+    /// A valid crate and its datasource.
+    Rendered {
+        datasource: Box<AnalyticsDataSource>,
+        report: Report,
+        revision: String,
+    },
+}
+
+/// Fetches and validates a crate and renders its datasource, touching no cluster.
+pub fn preview(args: &PreviewArgs, deadline: Instant) -> Result<Previewed, Failure> {
+    let src = &args.source;
+    let prepared = prepare(
+        src,
+        Policy {
+            allow_insecure: src.allow_insecure_transport,
+            allow_local: true,
+        },
+    )?;
+    let fetched = fetch::fetch(&fetch_request(
+        src,
+        &prepared,
+        deadline,
+        args.last_commit.as_deref(),
+    ))?;
+    let rev = revision(&src.branch, fetched.commit());
+    let (commit, content) = match fetched {
+        Fetched::Unchanged { .. } => return Ok(Previewed::Unchanged { revision: rev }),
+        Fetched::File { commit, content } => (commit, content),
+    };
+    let loaded = check_crate(&content, src, &prepared, &rev)?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| name_from_url(&src.repo));
+    let inputs = Inputs {
+        source: &prepared.source,
+        branch: &src.branch,
+        path: &prepared.path,
+        fallback: &prepared.fallback,
+        owner: None,
+    };
+    let datasource = Box::new(render::datasource(&name, loaded.spec, &inputs, &commit));
+    render::check_size(&datasource)?;
+    Ok(Previewed::Rendered {
+        datasource,
+        report: loaded.report,
+        revision: rev,
+    })
+}
+
+/// The in-Job flow. Never panics into the kubelet: every path ends in a [`LoadResult`].
+pub async fn load(args: &LoadArgs, deadline: Instant) -> LoadResult {
+    let owner = CrateRef {
+        name: args.crate_name.clone(),
+        namespace: args.crate_namespace.clone(),
+        uid: args.crate_uid.clone(),
+    };
+    let mut result = LoadResult {
+        outcome: Outcome::Internal,
+        commit: None,
+        revision: None,
+        datasource: Some(owner.name.clone()),
+        warnings: 0,
+        message: String::new(),
+    };
+    match load_steps(args, &owner, deadline, &mut result).await {
+        Ok(()) => {}
+        Err(failure) => {
+            if let Some(report) = &failure.report {
+                log_report(report);
+            }
+            result.outcome = failure.outcome;
+            result.message = failure.message;
+        }
+    }
+    result
+}
+
+async fn load_steps(
+    args: &LoadArgs,
+    owner: &CrateRef,
+    deadline: Instant,
+    result: &mut LoadResult,
+) -> Result<(), Failure> {
+    let src = &args.source;
+    let prepared = prepare(
+        src,
+        Policy {
+            allow_insecure: src.allow_insecure_transport,
+            allow_local: false,
+        },
+    )?;
+    info!(url = %prepared.source, branch = %src.branch, path = %prepared.path, "loading crate");
+    let client = kube::Client::try_default().await.map_err(|e| {
+        Failure::new(
+            Outcome::Internal,
+            format!("failed to configure the Kubernetes client: {e}"),
+        )
+    })?;
+    let api: Api<AnalyticsDataSource> = Api::namespaced(client, &owner.namespace);
+    let existing = apply::inspect(&api, owner).await?;
+    let inputs = Inputs {
+        source: &prepared.source,
+        branch: &src.branch,
+        path: &prepared.path,
+        fallback: &prepared.fallback,
+        owner: Some(owner),
+    };
+    let digest = inputs.digest();
+    let skip = args
+        .last_commit
+        .as_deref()
+        .filter(|commit| existing.is_current(&revision(&src.branch, commit), &digest));
+
+    // libgit2 blocks; the runtime has nothing else to do meanwhile.
+    let fetched = fetch::fetch(&fetch_request(src, &prepared, deadline, skip))?;
+    let commit = fetched.commit().to_owned();
+    let rev = revision(&src.branch, &commit);
+    result.commit = Some(commit.clone());
+    result.revision = Some(rev.clone());
+    let content = match fetched {
+        Fetched::Unchanged { .. } => {
+            result.outcome = Outcome::UpToDate;
+            result.message =
+                format!("{rev} is already loaded and nothing else changed; fetched no objects");
+            return Ok(());
+        }
+        Fetched::File { content, .. } => content,
+    };
+    info!(revision = %rev, bytes = content.len(), "fetched metadata");
+    let loaded = check_crate(&content, src, &prepared, &rev)?;
+    log_report(&loaded.report);
+    result.warnings = u32::try_from(loaded.report.warnings().count()).unwrap_or(u32::MAX);
+    let datasource = render::datasource(&owner.name, loaded.spec, &inputs, &commit);
+    render::check_size(&datasource)?;
+    if existing == apply::Existing::Adoptable {
+        info!(datasource = %owner.name, "adopting the datasource made for this crate by the previous operator");
+    }
+    apply::apply(&api, owner, &datasource).await?;
+    result.outcome = Outcome::Loaded;
+    result.message = format!(
+        "applied datasource {}/{} from {rev} with {} warning(s)",
+        owner.namespace, owner.name, result.warnings
+    );
+    Ok(())
+}
+
+fn log_report(report: &Report) {
+    for d in &report.diagnostics {
+        let entity = d.entity.as_deref().unwrap_or("");
+        let property = d.property.as_deref().unwrap_or("");
+        match d.severity {
+            rocrate::Severity::Error => tracing::error!(entity, property, "{}", d.message),
+            rocrate::Severity::Warning => warn!(entity, property, "{}", d.message),
+        }
+    }
+}
+
+/// Validates a local metadata file (or `DIR/ro-crate-metadata.json`).
+pub fn validate(args: &ValidateArgs) -> Result<(PathBuf, Report), Failure> {
+    let file = if args.path.is_dir() {
+        args.path.join("ro-crate-metadata.json")
+    } else {
+        args.path.clone()
+    };
+    let bytes = read_bounded(&file, args.max_file_bytes)?;
+    let limits = rocrate::Limits {
+        max_bytes: usize::try_from(args.max_file_bytes).unwrap_or(usize::MAX),
+        max_depth: args.max_json_depth,
+    };
+    Ok((file, rocrate::validate(&bytes, &limits)))
+}
+
+/// Reads at most `max + 1` bytes so an enormous file is refused without being read whole; the
+/// +1 lets the validator report the size error itself.
+fn read_bounded(file: &Path, max: u64) -> Result<Vec<u8>, Failure> {
+    use std::io::Read as _;
+    let handle = std::fs::File::open(file).map_err(|e| {
+        Failure::new(
+            Outcome::NotFound,
+            format!("failed to open {}: {e}", file.display()),
+        )
+    })?;
+    let mut bytes = Vec::new();
+    handle
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            Failure::new(
+                Outcome::Internal,
+                format!("failed to read {}: {e}", file.display()),
+            )
+        })?;
+    Ok(bytes)
+}
+
+/// A Kubernetes-style name from the repository URL's last path segment.
+fn name_from_url(url: &str) -> String {
+    let last = url
+        .trim_end_matches('/')
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    let base = last
+        .strip_suffix(".git")
+        .unwrap_or(last)
+        .to_ascii_lowercase();
+    let name: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = name.trim_matches('-');
+    if name.is_empty() {
+        "preview".to_owned()
+    } else {
+        name.chars().take(63).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_from_url;
+
+    #[test]
+    fn preview_names_come_from_the_repository_name() {
+        assert_eq!(
+            name_from_url("https://github.com/lsc-sde/My_Crate.git"),
+            "my-crate"
+        );
+        assert_eq!(
+            name_from_url("git@github.com:org/demo-crate.git"),
+            "demo-crate"
+        );
+        assert_eq!(name_from_url("/tmp/x/"), "x");
+        assert_eq!(name_from_url("..."), "preview");
+    }
+}

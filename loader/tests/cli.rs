@@ -1,0 +1,302 @@
+//! The `crate-loader` binary as users run it: preview, validate, copy-to, exit codes, and the
+//! guarantee that no credential reaches its output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate_operator_api::contract::Outcome;
+use crate_test_support::{BareRepo, RepoBuilder, SmartHttp, Tarpit};
+
+const META: &str = "bagit/data/ro-crate-metadata.json";
+const TOKEN: &str = "ghp_s3cretTokenThatMustNeverLeak";
+const EXAMPLE_CRATE: &str =
+    include_str!("../../examples/demo-crate/bagit/data/ro-crate-metadata.json");
+
+fn loader() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crate-loader"));
+    // Tests must not depend on the developer's environment.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CRATE_LOADER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("crate-loader runs");
+    (
+        status.code().expect("exited normally"),
+        String::from_utf8(stdout).expect("utf-8 stdout"),
+        String::from_utf8(stderr).expect("utf-8 stderr"),
+    )
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
+}
+
+fn example_repo() -> BareRepo {
+    RepoBuilder::new()
+        .file(META, EXAMPLE_CRATE)
+        .commit("crate")
+        .build_bare()
+        .expect("repo")
+}
+
+fn credentials_dir(token: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("token"), format!("{token}\n")).expect("token file");
+    dir
+}
+
+#[test]
+fn preview_of_the_bundled_example_prints_the_datasource() {
+    let example = repo_root().join("examples/demo-crate.git");
+    let (code, stdout, stderr) = run(loader()
+        .args([
+            "preview",
+            "--path",
+            "/bagit/data/ro-crate-metadata.json",
+            "--repo",
+        ])
+        .arg(&example));
+    assert_eq!(code, 0, "{stderr}");
+    let ds: serde_yaml::Value = serde_yaml::from_str(&stdout).expect("YAML on stdout");
+    assert_eq!(ds["kind"], "AnalyticsDataSource");
+    assert_eq!(ds["metadata"]["name"], "demo-crate");
+    assert_eq!(ds["spec"]["type"], "Uploaded");
+    let expected: serde_json::Value = serde_json::from_str(EXAMPLE_CRATE).expect("example JSON");
+    let root = expected["@graph"]
+        .as_array()
+        .expect("graph")
+        .iter()
+        .find(|e| e["@id"] == "./")
+        .expect("root");
+    assert_eq!(
+        ds["spec"]["displayName"].as_str(),
+        root["name"].as_str(),
+        "the bundled repository is stale: run examples/make-demo-repo.sh"
+    );
+    assert_eq!(
+        ds["spec"]["license"],
+        "MIT (https://opensource.org/licenses/MIT)"
+    );
+    assert!(stderr.contains("valid crate at main@sha1:"), "{stderr}");
+}
+
+#[test]
+fn preview_prints_json_on_request_with_provenance_annotations() {
+    let repo = example_repo();
+    let http = SmartHttp::start(repo.base_dir()).expect("http");
+    let (code, stdout, stderr) = run(loader()
+        .args([
+            "preview",
+            "--allow-insecure-transport",
+            "--output",
+            "json",
+            "--name",
+            "amr",
+            "--path",
+            "/bagit/data/ro-crate-metadata.json",
+            "--repo",
+        ])
+        .arg(http.url(repo.name())));
+    assert_eq!(code, 0, "{stderr}");
+    let ds: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(ds["metadata"]["name"], "amr");
+    let annotations = &ds["metadata"]["annotations"];
+    assert_eq!(
+        annotations["xlscsde.nhs.uk/revision"],
+        format!("main@sha1:{}", repo.head("main"))
+    );
+    assert_eq!(
+        annotations["xlscsde.nhs.uk/source-url"],
+        http.url(repo.name())
+    );
+}
+
+#[test]
+fn preview_of_an_invalid_crate_lists_every_error_and_exits_with_the_invalid_crate_code() {
+    let repo = RepoBuilder::new()
+        .file("ro-crate-metadata.json", r#"{"@graph": {}}"#)
+        .commit("broken")
+        .build_bare()
+        .expect("repo");
+    let http = SmartHttp::start(repo.base_dir()).expect("http");
+    let (code, stdout, stderr) = run(loader()
+        .args(["preview", "--allow-insecure-transport", "--repo"])
+        .arg(http.url(repo.name())));
+    assert_eq!(code, Outcome::InvalidCrate.exit_code(), "{stderr}");
+    assert!(
+        stdout.is_empty(),
+        "nothing is rendered for an invalid crate: {stdout}"
+    );
+    assert!(stderr.contains("@context"), "{stderr}");
+    assert!(stderr.contains("@graph"), "{stderr}");
+}
+
+#[test]
+fn unencrypted_transports_are_refused_without_the_flag() {
+    let (code, _, stderr) = run(loader().args(["preview", "--repo", "http://127.0.0.1:1/r.git"]));
+    assert_eq!(code, Outcome::InvalidRequest.exit_code());
+    assert!(stderr.contains("--allow-insecure-transport"), "{stderr}");
+}
+
+#[test]
+fn a_path_that_escapes_the_repository_is_refused() {
+    let (code, _, stderr) = run(loader().args([
+        "preview",
+        "--repo",
+        "https://example.invalid/r.git",
+        "--path",
+        "/../../etc/passwd",
+    ]));
+    assert_eq!(code, Outcome::InvalidRequest.exit_code());
+    assert!(stderr.contains("'..' is not allowed"), "{stderr}");
+}
+
+#[test]
+fn a_server_that_never_answers_is_given_up_on_at_the_timeout() {
+    let tarpit = Tarpit::start().expect("tarpit");
+    let url = format!("http://127.0.0.1:{}/r.git", tarpit.port());
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = run(loader().args([
+        "preview",
+        "--allow-insecure-transport",
+        "--timeout",
+        "1s",
+        "--repo",
+        &url,
+    ]));
+    assert_eq!(code, Outcome::TimedOut.exit_code(), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn no_credential_reaches_stdout_or_stderr_on_success_or_failure() {
+    let repo = example_repo();
+    let http = SmartHttp::builder()
+        .basic_auth("pat", TOKEN)
+        .start(repo.base_dir())
+        .expect("http");
+    let url = http.url(repo.name());
+    let good = credentials_dir(TOKEN);
+    let bad = credentials_dir("ghp_wrongTokenThatMustNeverLeak");
+    for (creds, expected) in [
+        (&good, 0),
+        (&bad, Outcome::AuthenticationFailed.exit_code()),
+    ] {
+        let (code, stdout, stderr) = run(loader()
+            .args([
+                "preview",
+                "--allow-insecure-transport",
+                "--log-level",
+                "trace",
+                "--path",
+                "/bagit/data/ro-crate-metadata.json",
+                "--repo",
+                &url,
+                "--credentials-dir",
+            ])
+            .arg(creds.path()));
+        assert_eq!(code, expected, "{stderr}");
+        for secret in [TOKEN, "ghp_wrongTokenThatMustNeverLeak"] {
+            assert!(
+                !stdout.contains(secret) && !stderr.contains(secret),
+                "a token leaked:\n{stdout}\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn validate_reports_warnings_and_exits_zero_for_a_valid_crate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ro-crate-metadata.json"), EXAMPLE_CRATE).expect("write");
+    let (code, stdout, stderr) = run(loader().arg("validate").arg(dir.path()));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // The example keeps cr8tor's real-world quirk: a publisher typed `Organisation`.
+    assert!(
+        stdout.contains("warning: entity './' property 'publisher'"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("0 error(s), 1 warning(s)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn validate_json_output_carries_each_diagnostic_with_entity_and_property() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("crate.json");
+    std::fs::write(
+        &file,
+        r#"{"@context":"https://w3id.org/ro/crate/1.1/context","@graph":[
+            {"@id":"ro-crate-metadata.json","@type":"CreativeWork","about":{"@id":"./"},"conformsTo":{"@id":"https://w3id.org/ro/crate/1.1"}},
+            {"@id":"./","@type":"Dataset","name":"x","description":"y","datePublished":"2024-01-01"}]}"#,
+    )
+    .expect("write");
+    let (code, stdout, _) = run(loader().args(["validate", "--format", "json"]).arg(&file));
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["valid"], true);
+    let licence = report["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .find(|d| d["property"] == "license")
+        .expect("licence warning");
+    assert_eq!(
+        (licence["severity"].as_str(), licence["entity"].as_str()),
+        (Some("warning"), Some("./"))
+    );
+}
+
+#[test]
+fn validate_exits_with_the_invalid_crate_code_on_errors_and_not_found_for_a_missing_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.json");
+    std::fs::write(&file, "not json").expect("write");
+    assert_eq!(
+        run(loader().arg("validate").arg(&file)).0,
+        Outcome::InvalidCrate.exit_code()
+    );
+    assert_eq!(
+        run(loader()
+            .arg("validate")
+            .arg(dir.path().join("missing.json")))
+        .0,
+        Outcome::NotFound.exit_code()
+    );
+}
+
+#[test]
+fn copy_to_installs_a_read_only_executable_copy_that_runs() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, stderr) = run(loader().arg("copy-to").arg(dir.path()));
+    assert_eq!(code, 0, "{stderr}");
+    let copy = dir.path().join("crate-loader");
+    let mode = std::fs::metadata(&copy)
+        .expect("copied")
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o555);
+    let (code, stdout, _) = run(Command::new(&copy).arg("--version"));
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("crate-loader "), "{stdout}");
+}
