@@ -1,12 +1,23 @@
-//! `crate-operator`: the manager. For now it only prints the CRDs generated from the Rust types
-//! (`crate-operator crd`); the controller (`run`) arrives with the manager issue.
+//! `crate-operator`: the manager. `crd` prints the CRDs generated from the Rust types; `run`
+//! starts the controller (with leader election, health and metrics endpoints, and graceful
+//! shutdown on SIGTERM).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use crate_operator::args::{Format, LogArgs, RunArgs};
+use crate_operator::metrics::Metrics;
+use crate_operator::server::{self, Health};
+use crate_operator::{controller, leader};
 use crate_operator_api::{AnalyticsCrate, AnalyticsDataSource};
 use kube::CustomResourceExt as _;
+use kube::runtime::events::{Recorder, Reporter};
+use tokio::sync::watch;
+use tracing::{error, info};
 
 /// Kubernetes operator that turns RO-Crate repositories into AnalyticsDataSources.
 #[derive(Debug, Parser)]
@@ -21,20 +32,31 @@ enum Command {
     /// Print the AnalyticsCrate and AnalyticsDataSource CRDs as YAML (committed as
     /// deploy/crds/crds.yaml).
     Crd,
+    /// Run the controller.
+    Run(Box<RunArgs>),
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Crd => match crds_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: failed to render the CRDs: {e}");
-                ExitCode::FAILURE
-            }
-        },
+    let result = match Cli::parse().command {
+        Command::Crd => crds_yaml()
+            .map(|yaml| print!("{yaml}"))
+            .context("failed to render the CRDs"),
+        Command::Run(args) => {
+            init_logging(&args.log);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("failed to start the async runtime")
+                .and_then(|rt| rt.block_on(run(*args)))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -44,4 +66,122 @@ fn crds_yaml() -> Result<String, serde_yaml::Error> {
         serde_yaml::to_string(&AnalyticsCrate::crd())?,
         serde_yaml::to_string(&AnalyticsDataSource::crd())?
     ))
+}
+
+fn init_logging(args: &LogArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        Format::Json => builder.json().flatten_event(true).init(),
+        Format::Text => builder.init(),
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let settings = args.settings();
+    settings.job.validate().context("invalid loader settings")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("failed to configure the Kubernetes client")?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+
+    // One shutdown signal for everything: SIGTERM/SIGINT, or losing the leadership.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signal_tx = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = signal_tx.send(true);
+    });
+    let health = Health {
+        ready: ready.clone(),
+        metrics: metrics.clone(),
+    };
+    let server = tokio::spawn(server::serve(
+        args.listen_addr,
+        health,
+        stopped(stop_rx.clone()),
+    ));
+
+    let identity = args
+        .election
+        .lease_holder
+        .clone()
+        .unwrap_or_else(|| format!("crate-operator-{}", std::process::id()));
+    let mut leadership = None;
+    if args.election.leader_election {
+        let namespace = args.election.lease_namespace.as_deref().context(
+            "leader election needs the manager's namespace: set --lease-namespace or POD_NAMESPACE",
+        )?;
+        // A standby replica is healthy: ready, but idle until it holds the Lease.
+        ready.store(true, Ordering::Release);
+        let election = &args.election;
+        let acquired = leader::acquire(
+            client.clone(),
+            &election.lease_name,
+            namespace,
+            &identity,
+            election.lease_duration,
+            stop_rx.clone(),
+        )
+        .await?;
+        let Some(lead) = acquired else { return Ok(()) };
+        ready.store(false, Ordering::Release);
+        lead.stop_on_loss(stop_tx.clone());
+        leadership = Some(lead);
+    }
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "crate-operator".into(),
+            instance: Some(identity),
+        },
+    );
+    let watch_namespace = args.controller.watch_namespace.clone();
+    controller::run(
+        client,
+        settings,
+        watch_namespace,
+        recorder,
+        metrics,
+        ready,
+        stopped(stop_rx),
+    )
+    .await;
+
+    // Release the Lease at once so the standby takes over without waiting for it to expire.
+    let lost = match leadership {
+        Some(lead) => lead.release().await,
+        None => false,
+    };
+    let _ = stop_tx.send(true);
+    server
+        .await
+        .context("the HTTP server panicked")?
+        .context("the HTTP server failed")?;
+    anyhow::ensure!(!lost, "lost the leader lease");
+    Ok(())
+}
+
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = ctrl_c.await;
+        return;
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
 }

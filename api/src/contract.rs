@@ -22,6 +22,9 @@ pub const ANNOTATION_METADATA_PATH: &str = "xlscsde.nhs.uk/metadata-path";
 /// loader can tell "nothing changed" without fetching objects.
 pub const ANNOTATION_LOAD_INPUTS: &str = "xlscsde.nhs.uk/load-inputs";
 
+/// Annotation on a crate: set or change its value (e.g. to the current time) to force a reload.
+pub const ANNOTATION_RELOAD_REQUESTED_AT: &str = "xlscsde.nhs.uk/reload-requested-at";
+
 /// The one field manager the loader uses for server-side apply of datasources.
 pub const LOADER_FIELD_MANAGER: &str = "crate-loader";
 

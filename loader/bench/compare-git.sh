@@ -39,6 +39,10 @@ done
 git -C "$src" add -A && git -C "$src" -c user.name=b -c user.email=b@b commit -qm data
 mkdir -p "$work/srv"
 git clone -q --bare "$src" "$work/srv/crate.git"
+# Like a hosting service, serve large blobs from the pack as they are instead of searching for
+# deltas between random data on every request (which would make the server the bottleneck).
+git -C "$work/srv/crate.git" config core.bigFileThreshold 1m
+git -C "$work/srv/crate.git" repack -adq
 head=$(git -C "$work/srv/crate.git" rev-parse main)
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -184,12 +184,13 @@ fn copy_self(dest: &Path) -> std::io::Result<PathBuf> {
 fn load(args: &LoadArgs) -> i32 {
     let deadline = Instant::now() + args.source.timeout;
     let path = args.termination_message_path.clone();
+    let datasource = args.crate_name.clone();
     arm_watchdog(deadline, move || {
         let result = LoadResult {
             outcome: Outcome::TimedOut,
             commit: None,
             revision: None,
-            datasource: None,
+            datasource: Some(datasource),
             warnings: 0,
             message: "the load overran its --timeout and was stopped".to_owned(),
         };
@@ -204,7 +205,7 @@ fn load(args: &LoadArgs) -> i32 {
             outcome: Outcome::Internal,
             commit: None,
             revision: None,
-            datasource: None,
+            datasource: Some(args.crate_name.clone()),
             warnings: 0,
             message: format!("failed to start the async runtime: {e}"),
         },

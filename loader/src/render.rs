@@ -133,32 +133,45 @@ mod tests {
     use super::*;
     use crate::source::Policy;
 
-    fn fixture() -> (Source, MetadataPath, Fallback, CrateRef) {
-        (
-            Source::parse("https://example.org/org/crate.git", Policy::default()).expect("url"),
-            MetadataPath::parse("/bagit/data/ro-crate-metadata.json").expect("path"),
-            Fallback {
-                display_name: Some("Demo".into()),
-                description: None,
-            },
-            CrateRef {
-                name: "demo".into(),
-                namespace: "sde".into(),
-                uid: "uid-1".into(),
-            },
-        )
+    struct Fixture {
+        source: Source,
+        path: MetadataPath,
+        fallback: Fallback,
+        owner: CrateRef,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                source: Source::parse("https://example.org/org/crate.git", Policy::default())
+                    .expect("url"),
+                path: MetadataPath::parse("/bagit/data/ro-crate-metadata.json").expect("path"),
+                fallback: Fallback {
+                    display_name: Some("Demo".into()),
+                    description: None,
+                },
+                owner: CrateRef {
+                    name: "demo".into(),
+                    namespace: "sde".into(),
+                    uid: "uid-1".into(),
+                },
+            }
+        }
+        fn inputs(&self) -> Inputs<'_> {
+            Inputs {
+                source: &self.source,
+                branch: "main",
+                path: &self.path,
+                fallback: &self.fallback,
+                owner: Some(&self.owner),
+            }
+        }
     }
 
     #[test]
     fn a_rendered_datasource_carries_labels_provenance_and_its_owner() {
-        let (source, path, fallback, owner) = fixture();
-        let inputs = Inputs {
-            source: &source,
-            branch: "main",
-            path: &path,
-            fallback: &fallback,
-            owner: Some(&owner),
-        };
+        let fixture = Fixture::new();
+        let inputs = fixture.inputs();
         let ds = datasource(
             "demo",
             AnalyticsDataSourceSpec::default(),
@@ -194,14 +207,8 @@ mod tests {
 
     #[test]
     fn the_apply_body_never_claims_connections_approvals_or_status() {
-        let (source, path, fallback, owner) = fixture();
-        let inputs = Inputs {
-            source: &source,
-            branch: "main",
-            path: &path,
-            fallback: &fallback,
-            owner: Some(&owner),
-        };
+        let fixture = Fixture::new();
+        let inputs = fixture.inputs();
         let ds = datasource("demo", AnalyticsDataSourceSpec::default(), &inputs, "abc");
         let json = serde_json::to_value(&ds).expect("json");
         for field in ["connections", "approvals"] {
@@ -215,14 +222,8 @@ mod tests {
 
     #[test]
     fn a_datasource_over_the_size_limit_is_refused_with_what_to_shorten() {
-        let (source, path, fallback, owner) = fixture();
-        let inputs = Inputs {
-            source: &source,
-            branch: "main",
-            path: &path,
-            fallback: &fallback,
-            owner: Some(&owner),
-        };
+        let fixture = Fixture::new();
+        let inputs = fixture.inputs();
         let spec = AnalyticsDataSourceSpec {
             description: Some("x".repeat(MAX_DATASOURCE_BYTES)),
             ..Default::default()
@@ -239,43 +240,43 @@ mod tests {
 
     #[test]
     fn the_inputs_digest_changes_with_any_input_but_not_otherwise() {
-        let (source, path, fallback, owner) = fixture();
-        let base = Inputs {
-            source: &source,
-            branch: "main",
-            path: &path,
-            fallback: &fallback,
-            owner: Some(&owner),
-        };
-        let same = Inputs {
-            source: &source,
-            branch: "main",
-            path: &path,
-            fallback: &fallback,
-            owner: Some(&owner),
-        };
-        assert_eq!(base.digest(), same.digest());
-        let other_branch = Inputs {
-            branch: "dev",
-            ..base
-        };
-        let base = Inputs {
-            source: &source,
-            branch: "main",
-            path: &path,
-            fallback: &fallback,
-            owner: Some(&owner),
-        };
-        assert_ne!(base.digest(), other_branch.digest());
-        let other_fallback = Fallback {
+        let fixture = Fixture::new();
+        let base = fixture.inputs();
+        assert_eq!(base.digest(), fixture.inputs().digest());
+        assert_ne!(
+            base.digest(),
+            Inputs {
+                branch: "dev",
+                ..fixture.inputs()
+            }
+            .digest()
+        );
+        let renamed = Fallback {
             display_name: Some("Renamed".into()),
             description: None,
         };
         assert_ne!(
             base.digest(),
             Inputs {
-                fallback: &other_fallback,
-                ..base
+                fallback: &renamed,
+                ..fixture.inputs()
+            }
+            .digest()
+        );
+        let other_path = MetadataPath::parse("/ro-crate-metadata.json").expect("path");
+        assert_ne!(
+            base.digest(),
+            Inputs {
+                path: &other_path,
+                ..fixture.inputs()
+            }
+            .digest()
+        );
+        assert_ne!(
+            base.digest(),
+            Inputs {
+                owner: None,
+                ..fixture.inputs()
             }
             .digest()
         );

@@ -74,7 +74,13 @@ struct Prepared {
     fallback: Fallback,
 }
 
-fn prepare(args: &SourceArgs, policy: Policy) -> Result<Prepared, Failure> {
+/// Checks the request. Local repositories are for `preview` only: in a Job they would read the
+/// Pod's own filesystem.
+fn prepare(args: &SourceArgs, allow_local: bool) -> Result<Prepared, Failure> {
+    let policy = Policy {
+        allow_insecure: args.allow_insecure_transport,
+        allow_local,
+    };
     source::check_branch(&args.branch)?;
     let source = Source::parse(&args.repo, policy)?;
     let path = MetadataPath::parse(&args.path)?;
@@ -92,6 +98,18 @@ fn prepare(args: &SourceArgs, policy: Policy) -> Result<Prepared, Failure> {
         credentials,
         fallback,
     })
+}
+
+impl Prepared {
+    fn inputs<'a>(&'a self, branch: &'a str, owner: Option<&'a CrateRef>) -> Inputs<'a> {
+        Inputs {
+            source: &self.source,
+            branch,
+            path: &self.path,
+            fallback: &self.fallback,
+            owner,
+        }
+    }
 }
 
 fn fetch_request<'a>(
@@ -156,13 +174,7 @@ pub enum Previewed {
 /// Fetches and validates a crate and renders its datasource, touching no cluster.
 pub fn preview(args: &PreviewArgs, deadline: Instant) -> Result<Previewed, Failure> {
     let src = &args.source;
-    let prepared = prepare(
-        src,
-        Policy {
-            allow_insecure: src.allow_insecure_transport,
-            allow_local: true,
-        },
-    )?;
+    let prepared = prepare(src, true)?;
     let fetched = fetch::fetch(&fetch_request(
         src,
         &prepared,
@@ -179,13 +191,7 @@ pub fn preview(args: &PreviewArgs, deadline: Instant) -> Result<Previewed, Failu
         .name
         .clone()
         .unwrap_or_else(|| name_from_url(&src.repo));
-    let inputs = Inputs {
-        source: &prepared.source,
-        branch: &src.branch,
-        path: &prepared.path,
-        fallback: &prepared.fallback,
-        owner: None,
-    };
+    let inputs = prepared.inputs(&src.branch, None);
     let datasource = Box::new(render::datasource(&name, loaded.spec, &inputs, &commit));
     render::check_size(&datasource)?;
     Ok(Previewed::Rendered {
@@ -230,13 +236,7 @@ async fn load_steps(
     result: &mut LoadResult,
 ) -> Result<(), Failure> {
     let src = &args.source;
-    let prepared = prepare(
-        src,
-        Policy {
-            allow_insecure: src.allow_insecure_transport,
-            allow_local: false,
-        },
-    )?;
+    let prepared = prepare(src, false)?;
     info!(url = %prepared.source, branch = %src.branch, path = %prepared.path, "loading crate");
     let client = kube::Client::try_default().await.map_err(|e| {
         Failure::new(
@@ -246,13 +246,7 @@ async fn load_steps(
     })?;
     let api: Api<AnalyticsDataSource> = Api::namespaced(client, &owner.namespace);
     let existing = apply::inspect(&api, owner).await?;
-    let inputs = Inputs {
-        source: &prepared.source,
-        branch: &src.branch,
-        path: &prepared.path,
-        fallback: &prepared.fallback,
-        owner: Some(owner),
-    };
+    let inputs = prepared.inputs(&src.branch, Some(owner));
     let digest = inputs.digest();
     let skip = args
         .last_commit

@@ -296,6 +296,9 @@ pub fn check_branch(branch: &str) -> Result<(), SourceError> {
     if branch.is_empty() {
         return Err(bad("it is empty"));
     }
+    if branch.len() > 255 {
+        return Err(bad("it is longer than 255 bytes"));
+    }
     if branch.starts_with('-') || branch.starts_with('/') || branch.ends_with('/') {
         return Err(bad("it may not start with '-' or '/' or end with '/'"));
     }
@@ -464,6 +467,7 @@ mod tests {
             "x.lock",
             "a:b",
             "@{-1}",
+            &"b".repeat(256),
             ".hidden",
             "a/.b",
             "a\nb",

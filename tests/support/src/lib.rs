@@ -12,6 +12,8 @@
 //!   HTTP/1.1 server written here) with optional basic auth, a request log and byte counters.
 //! - [`Sshd`] runs OpenSSH's `sshd` on a private configuration with generated keys.
 //! - [`Tarpit`] accepts connections and never answers, for time-out tests.
+//! - [`FakeKubeApi`] is a fake Kubernetes API server serving `AnalyticsDataSource`s (read and
+//!   server-side apply) to `kube::Client`, with a request log and failure injection.
 //!
 //! Every server binds `127.0.0.1` only, waits for readiness by connecting (never by sleeping) and
 //! stops when dropped. Missing tools are reported with the Debian package that provides them.
@@ -20,6 +22,7 @@
 
 mod daemon;
 mod http;
+mod kube;
 mod process;
 mod repo;
 mod rng;
@@ -29,6 +32,7 @@ mod tarpit;
 
 pub use daemon::GitDaemon;
 pub use http::{Request, SmartHttp, SmartHttpBuilder};
+pub use kube::{FakeKubeApi, Recorded, SEED_MANAGER, clear_cluster_env};
 pub use process::{git, run, run_ok};
 pub use repo::{BareRepo, MIB, RepoBuilder, TreeEntry};
 pub use rng::XorShift64;

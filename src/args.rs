@@ -1,0 +1,176 @@
+//! Command line of `crate-operator run`: clap argument groups flattened into [`RunArgs`], each
+//! flag with a `CRATE_OPERATOR_*` environment fallback, turned into the controller's
+//! [`Settings`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::controller::Settings;
+use crate::job::{JobConfig, LogFormat};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+    #[command(flatten)]
+    pub loader: LoaderArgs,
+    #[command(flatten)]
+    pub election: ElectionArgs,
+    /// Address of the /livez, /readyz and /metrics endpoints.
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8080",
+        env = "CRATE_OPERATOR_LISTEN_ADDR"
+    )]
+    pub listen_addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log format on stderr (also used by the loader Jobs).
+    #[arg(long, value_enum, default_value_t = Format::Text, env = "CRATE_OPERATOR_LOG_FORMAT")]
+    pub log_format: Format,
+    /// Log filter (tracing `EnvFilter` syntax).
+    #[arg(long, default_value = "info", env = "CRATE_OPERATOR_LOG")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "CRATE_OPERATOR_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Most loader Jobs running at once, over all namespaces.
+    #[arg(long, default_value_t = 10, env = "CRATE_OPERATOR_MAX_RUNNING_LOADS")]
+    pub max_running_loads: usize,
+    /// Most loader Jobs running at once in one namespace.
+    #[arg(
+        long,
+        default_value_t = 2,
+        env = "CRATE_OPERATOR_MAX_RUNNING_LOADS_PER_NAMESPACE"
+    )]
+    pub max_running_loads_per_namespace: usize,
+    /// The administrator provides the loader's ServiceAccount, Role, RoleBinding and
+    /// NetworkPolicy in each crate namespace; the manager does not apply them.
+    #[arg(long, env = "CRATE_OPERATOR_EXTERNAL_LOADER_RBAC")]
+    pub external_loader_rbac: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoaderArgs {
+    /// Image holding /usr/local/bin/crate-loader (the Job's init container copies it).
+    #[arg(long, env = "CRATE_OPERATOR_LOADER_IMAGE")]
+    pub loader_image: String,
+    /// Image the copied loader runs in (any image with glibc; default: the loader image).
+    #[arg(long, env = "CRATE_OPERATOR_RUNNER_IMAGE")]
+    pub runner_image: Option<String>,
+    /// imagePullPolicy of the loader containers.
+    #[arg(long, env = "CRATE_OPERATOR_LOADER_IMAGE_PULL_POLICY")]
+    pub loader_image_pull_policy: Option<String>,
+    /// Allow http:// and git:// repositories (testing only).
+    #[arg(long, env = "CRATE_OPERATOR_ALLOW_INSECURE_TRANSPORT")]
+    pub allow_insecure_transport: bool,
+    /// The loader's own time limit (its --timeout).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, env = "CRATE_OPERATOR_LOADER_TIMEOUT")]
+    pub loader_timeout: Duration,
+    /// activeDeadlineSeconds of a loader Job (must exceed --loader-timeout).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, env = "CRATE_OPERATOR_LOADER_DEADLINE")]
+    pub loader_deadline: Duration,
+    /// How long finished loader Jobs (and their logs) are kept.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, env = "CRATE_OPERATOR_LOADER_TTL")]
+    pub loader_ttl: Duration,
+    /// CPU request and limit of the loader container.
+    #[arg(
+        long,
+        default_value = "100m",
+        env = "CRATE_OPERATOR_LOADER_CPU_REQUEST"
+    )]
+    pub loader_cpu_request: String,
+    #[arg(long, default_value = "1", env = "CRATE_OPERATOR_LOADER_CPU_LIMIT")]
+    pub loader_cpu_limit: String,
+    /// Memory request and limit of the loader container.
+    #[arg(
+        long,
+        default_value = "128Mi",
+        env = "CRATE_OPERATOR_LOADER_MEMORY_REQUEST"
+    )]
+    pub loader_memory_request: String,
+    #[arg(
+        long,
+        default_value = "512Mi",
+        env = "CRATE_OPERATOR_LOADER_MEMORY_LIMIT"
+    )]
+    pub loader_memory_limit: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ElectionArgs {
+    /// Elect one active replica through a Lease (turn off only for a single replica).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "CRATE_OPERATOR_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        default_value = "crate-operator",
+        env = "CRATE_OPERATOR_LEASE_NAME"
+    )]
+    pub lease_name: String,
+    /// Namespace of the Lease (the manager's own).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's identity in the Lease (its Pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub lease_holder: Option<String>,
+    /// How long a Lease stays valid without renewal: the longest hand-over after a crash.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, env = "CRATE_OPERATOR_LEASE_DURATION")]
+    pub lease_duration: Duration,
+}
+
+impl RunArgs {
+    /// The controller settings these flags describe.
+    pub fn settings(&self) -> Settings {
+        let loader = &self.loader;
+        let mut job = JobConfig {
+            loader_image: loader.loader_image.clone(),
+            runner_image: loader.runner_image.clone(),
+            image_pull_policy: loader.loader_image_pull_policy.clone(),
+            allow_insecure_transport: loader.allow_insecure_transport,
+            loader_timeout: loader.loader_timeout,
+            active_deadline: loader.loader_deadline,
+            ttl_after_finished: loader.loader_ttl,
+            log_format: match self.log.log_format {
+                Format::Text => LogFormat::Text,
+                Format::Json => LogFormat::Json,
+            },
+            ..JobConfig::default()
+        };
+        job.main_resources
+            .cpu_request
+            .clone_from(&loader.loader_cpu_request);
+        job.main_resources
+            .cpu_limit
+            .clone_from(&loader.loader_cpu_limit);
+        job.main_resources
+            .memory_request
+            .clone_from(&loader.loader_memory_request);
+        job.main_resources
+            .memory_limit
+            .clone_from(&loader.loader_memory_limit);
+        Settings {
+            job,
+            manage_loader_namespaces: !self.controller.external_loader_rbac,
+            max_running: self.controller.max_running_loads,
+            max_running_per_namespace: self.controller.max_running_loads_per_namespace,
+        }
+    }
+}

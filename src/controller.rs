@@ -1,0 +1,692 @@
+//! The controller: one reconcile per `AnalyticsCrate`, wired onto kube-runtime.
+//!
+//! `reconcile(Arc<AnalyticsCrate>, Arc<Context>)` runs the pipeline
+//! observe ([`crate::observe`]) → decide ([`crate::decide`], pure) → act (create the loader Job,
+//! ensure the loader's namespace resources) → report ([`crate::status`], written by server-side
+//! apply, plus events). Everything that needs the API lives here; the steps it calls are pure
+//! and unit-tested on their own.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate_operator_api::contract::ANNOTATION_RELOAD_REQUESTED_AT;
+use crate_operator_api::{AnalyticsCrate, AnalyticsCrateStatus};
+use futures::{Future, StreamExt};
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::decide::{self, Decision, JobState, LoaderJob, Observation};
+use crate::job::{self, JobConfig, JobError};
+use crate::loader_namespace::{
+    self, LABEL_APP_NAME, LABEL_MANAGED_BY, LOADER_APP_NAME, MANAGER_NAME,
+};
+use crate::metrics::{ErrorLabels, Metrics, OutcomeLabels};
+use crate::observe;
+use crate::status::{self, Progress};
+
+/// Field manager of everything the manager applies (crate status, loader namespace resources).
+pub const FIELD_MANAGER: &str = "crate-operator";
+
+/// How long a loader Job may sit without a Pod before the manager looks for a quota rejection.
+const POD_GRACE: Duration = Duration::from_secs(20);
+/// How often a crate held back by the caps or a quota is looked at again.
+const WAIT_RECHECK: Duration = Duration::from_secs(15);
+const QUOTA_RECHECK: Duration = Duration::from_secs(60);
+
+/// The manager's settings, from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub job: JobConfig,
+    /// Whether the manager applies the loader's ServiceAccount, Role, RoleBinding and
+    /// NetworkPolicy in each crate namespace (otherwise the administrator provides them).
+    pub manage_loader_namespaces: bool,
+    pub max_running: usize,
+    pub max_running_per_namespace: usize,
+}
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("failed to reconcile AnalyticsCrate {0}: it has no namespace or uid")]
+    Incomplete(String),
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error("failed to {action} in namespace {namespace}: {source}")]
+    Api {
+        action: String,
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    fn label(&self) -> &'static str {
+        match self {
+            Error::Incomplete(_) => "incomplete",
+            Error::Job(_) => "job_build",
+            Error::Api { .. } => "api",
+        }
+    }
+}
+
+fn api_error(action: impl Into<String>, namespace: &str) -> impl FnOnce(kube::Error) -> Error {
+    let (action, namespace) = (action.into(), namespace.to_owned());
+    move |source| Error::Api {
+        action,
+        namespace,
+        source,
+    }
+}
+
+/// Shared state of all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    /// Every loader Job the manager can see (label-selected watch).
+    pub jobs: Store<Job>,
+    /// Identifies this manager process, for the resync-on-first-sight trigger.
+    pub session: String,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Crates (by uid) with a load finished since this process started.
+    loaded: Mutex<HashSet<String>>,
+    /// Namespaces whose loader resources were applied since this process started.
+    prepared: Mutex<HashSet<String>>,
+    /// Crates (by uid) held back by the caps, for the queue gauge.
+    waiting: Mutex<HashSet<String>>,
+    /// Serialises "count running Jobs, then create one", so concurrent reconciles cannot
+    /// overshoot the caps; also remembers Jobs created but not yet seen by the watch.
+    starting: tokio::sync::Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        jobs: Store<Job>,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Context {
+            client,
+            settings,
+            jobs,
+            session: Timestamp::now().as_second().to_string(),
+            recorder,
+            metrics,
+            loaded: Mutex::default(),
+            prepared: Mutex::default(),
+            waiting: Mutex::default(),
+            starting: tokio::sync::Mutex::default(),
+        }
+    }
+
+    fn set_waiting(&self, uid: &str, waiting: bool) {
+        let mut set = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if waiting {
+            set.insert(uid.to_owned())
+        } else {
+            set.remove(uid)
+        };
+        self.metrics
+            .crates_waiting
+            .set(i64::try_from(set.len()).unwrap_or(i64::MAX));
+    }
+}
+
+/// Reconciles one crate (see the module docs).
+pub async fn reconcile(ac: Arc<AnalyticsCrate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_crate(&ac, &ctx).await;
+    ctx.metrics.observe_reconcile(started.elapsed());
+    result
+}
+
+/// Requeues a failed reconcile after a pause; kube-runtime adds nothing on top.
+#[allow(clippy::needless_pass_by_value)] // the signature kube-runtime expects
+pub fn error_policy(ac: Arc<AnalyticsCrate>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(namespace = ac.namespace().unwrap_or_default(), name = %ac.name_any(), %error, "reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            error: error.label().to_owned(),
+        })
+        .inc();
+    Action::requeue(Duration::from_secs(30))
+}
+
+async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, Error> {
+    let name = ac.name_any();
+    let (Some(ns), Some(uid)) = (ac.namespace(), ac.uid()) else {
+        return Err(Error::Incomplete(name));
+    };
+    let generation = ac.metadata.generation.unwrap_or(0);
+    let prev = ac.status.clone().unwrap_or_default();
+
+    // Observe. Pods are only read for a finished Job whose result is about to be recorded.
+    let jobs: Vec<Arc<Job>> = ctx
+        .jobs
+        .state()
+        .into_iter()
+        .filter(|j| controlled_by(j, &uid))
+        .collect();
+    let views: Vec<LoaderJob> = jobs
+        .iter()
+        .filter_map(|j| observe::loader_job(j, &[]))
+        .collect();
+    update_running_gauge(ctx);
+    let interval = ac
+        .spec
+        .interval
+        .as_deref()
+        .and_then(|i| humantime::parse_duration(i).ok());
+    let loaded_this_session = ctx
+        .loaded
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(&uid);
+    let observation = Observation {
+        generation,
+        suspended: ac.spec.suspend.unwrap_or(false),
+        reload_requested: ac
+            .annotations()
+            .get(ANNOTATION_RELOAD_REQUESTED_AT)
+            .map(String::as_str),
+        interval,
+        jitter: interval.map_or(Duration::ZERO, |i| jitter(&uid, i)),
+        status: &prev,
+        stalled: status::is_stalled(&prev),
+        jobs: &views,
+        loaded_this_session,
+        session: &ctx.session,
+        now: Timestamp::now(),
+    };
+
+    // Decide, then act.
+    let decision = decide::decide(&observation);
+    ctx.set_waiting(&uid, false);
+    let (next, action) = act(ctx, ac, &ns, &uid, &jobs, &prev, decision).await?;
+
+    // Report.
+    if ac.status.as_ref() != Some(&next) {
+        patch_status(ctx, &ns, &name, &next).await?;
+    }
+    Ok(action)
+}
+
+/// Carries out a decision; returns the next status and when to look again.
+async fn act(
+    ctx: &Context,
+    ac: &AnalyticsCrate,
+    ns: &str,
+    uid: &str,
+    jobs: &[Arc<Job>],
+    prev: &AnalyticsCrateStatus,
+    decision: Decision,
+) -> Result<(AnalyticsCrateStatus, Action), Error> {
+    let generation = ac.metadata.generation.unwrap_or(0);
+    let now = Timestamp::now();
+    let next = |progress: &Progress<'_>| status::next(prev, generation, progress, now);
+    Ok(match &decision {
+        Decision::Await { job, trigger } => {
+            let pending = jobs.iter().find(|j| j.name_any() == *job);
+            if let Some(message) = quota_rejection(ctx, ns, pending.map(AsRef::as_ref)).await? {
+                (
+                    next(&Progress::QuotaExceeded { message }),
+                    Action::requeue(QUOTA_RECHECK),
+                )
+            } else {
+                // A Job without a Pod yet may be held by a quota: look again soon.
+                (
+                    next(&Progress::Loading { job, trigger }),
+                    Action::requeue(POD_GRACE),
+                )
+            }
+        }
+        Decision::Record {
+            job,
+            trigger,
+            generation: job_generation,
+            at,
+            ..
+        } => {
+            let pods = list_pods(ctx, ns, job).await?;
+            let view = jobs
+                .iter()
+                .find(|j| j.name_any() == *job)
+                .and_then(|j| observe::loader_job(j, &pods));
+            let Some(LoaderJob {
+                state: JobState::Finished { result, .. },
+                ..
+            }) = view
+            else {
+                return Ok((prev.clone(), Action::requeue(Duration::from_secs(1))));
+            };
+            record_outcome(ctx, ac, job, &result).await;
+            ctx.loaded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(uid.to_owned());
+            let progress = Progress::Finished {
+                job,
+                trigger,
+                generation: *job_generation,
+                result: &result,
+                at: *at,
+            };
+            // The status patch below wakes the crate up again for whatever is due next.
+            (next(&progress), Action::await_change())
+        }
+        Decision::Suspended => (next(&Progress::Suspended), Action::await_change()),
+        Decision::Start {
+            trigger,
+            last_commit,
+        } => {
+            let (progress, action) =
+                start(ctx, ac, ns, uid, trigger, last_commit.as_deref()).await?;
+            (next(&progress.as_progress()), action)
+        }
+        Decision::Idle { wake_after } => (
+            next(&Progress::Idle),
+            wake_after.map_or_else(Action::await_change, Action::requeue),
+        ),
+    })
+}
+
+/// What starting a load led to (owned, unlike [`Progress`]).
+enum Started {
+    Loading { job: String, trigger: String },
+    WaitingForCapacity(String),
+    QuotaExceeded(String),
+}
+
+impl Started {
+    fn as_progress(&self) -> Progress<'_> {
+        match self {
+            Started::Loading { job, trigger } => Progress::Loading { job, trigger },
+            Started::WaitingForCapacity(message) => Progress::WaitingForCapacity {
+                message: message.clone(),
+            },
+            Started::QuotaExceeded(message) => Progress::QuotaExceeded {
+                message: message.clone(),
+            },
+        }
+    }
+}
+
+async fn start(
+    ctx: &Context,
+    ac: &AnalyticsCrate,
+    ns: &str,
+    uid: &str,
+    trigger: &str,
+    last_commit: Option<&str>,
+) -> Result<(Started, Action), Error> {
+    if ctx.settings.manage_loader_namespaces {
+        prepare_namespace(ctx, ns).await?;
+    }
+    let job = job::build(ac, trigger, last_commit, &ctx.settings.job)?;
+    let name = job.name_any();
+    let loading = || Started::Loading {
+        job: name.clone(),
+        trigger: trigger.to_owned(),
+    };
+
+    let mut starting = ctx.starting.lock().await;
+    let running = running_jobs(ctx, &mut starting);
+    if running.contains_key(&name) {
+        return Ok((loading(), Action::await_change()));
+    }
+    let in_namespace = running.values().filter(|n| n.as_str() == ns).count();
+    let settings = &ctx.settings;
+    let full = if running.len() >= settings.max_running {
+        Some(format!(
+            "{} loader jobs are running, the limit is {} (--max-running-loads); the load starts when one finishes",
+            running.len(),
+            settings.max_running
+        ))
+    } else if in_namespace >= settings.max_running_per_namespace {
+        Some(format!(
+            "{in_namespace} loader jobs are running in namespace {ns}, the limit is {} (--max-running-loads-per-namespace); the load starts when one finishes",
+            settings.max_running_per_namespace
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = full {
+        ctx.set_waiting(uid, true);
+        return Ok((
+            Started::WaitingForCapacity(message),
+            Action::requeue(WAIT_RECHECK),
+        ));
+    }
+
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    match api.create(&PostParams::default(), &job).await {
+        Ok(_) => {
+            starting.insert(name.clone(), (ns.to_owned(), Instant::now()));
+            drop(starting);
+            ctx.metrics.jobs_started.inc();
+            info!(namespace = ns, name = %ac.name_any(), job = %name, trigger, "started loader job");
+            publish(
+                ctx,
+                ac,
+                EventType::Normal,
+                "Loading",
+                format!("started loader job {name} ({trigger})"),
+            )
+            .await;
+            Ok((loading(), Action::await_change()))
+        }
+        // Another reconcile or replica got there first: same trigger, same Job.
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            Ok((loading(), Action::await_change()))
+        }
+        Err(kube::Error::Api(status))
+            if status.code == 403 && status.message.contains("exceeded quota") =>
+        {
+            drop(starting);
+            let message = format!("a ResourceQuota refused the loader job: {}", status.message);
+            publish(
+                ctx,
+                ac,
+                EventType::Warning,
+                "QuotaExceeded",
+                message.clone(),
+            )
+            .await;
+            Ok((
+                Started::QuotaExceeded(message),
+                Action::requeue(QUOTA_RECHECK),
+            ))
+        }
+        Err(e) => Err(api_error(format!("create loader job {name}"), ns)(e)),
+    }
+}
+
+/// Loader Jobs not finished yet, by name → namespace: those in the watch cache plus those
+/// created so recently that the watch has not delivered them.
+fn running_jobs(
+    ctx: &Context,
+    starting: &mut HashMap<String, (String, Instant)>,
+) -> HashMap<String, String> {
+    let mut running: HashMap<String, String> = ctx
+        .jobs
+        .state()
+        .iter()
+        .filter(|j| !is_finished(j))
+        .map(|j| (j.name_any(), j.namespace().unwrap_or_default()))
+        .collect();
+    let known: HashSet<String> = ctx.jobs.state().iter().map(|j| j.name_any()).collect();
+    starting
+        .retain(|name, (_, at)| !known.contains(name) && at.elapsed() < Duration::from_secs(60));
+    for (name, (ns, _)) in starting.iter() {
+        running.insert(name.clone(), ns.clone());
+    }
+    running
+}
+
+fn update_running_gauge(ctx: &Context) {
+    let running = ctx.jobs.state().iter().filter(|j| !is_finished(j)).count();
+    ctx.metrics
+        .jobs_running
+        .set(i64::try_from(running).unwrap_or(i64::MAX));
+}
+
+fn is_finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        })
+}
+
+fn controlled_by(job: &Job, uid: &str) -> bool {
+    job.owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
+/// A per-crate delay of up to a tenth of the interval, stable across restarts.
+fn jitter(uid: &str, interval: Duration) -> Duration {
+    let digest = Sha256::digest(uid.as_bytes());
+    let seed = u64::from_be_bytes(digest[..8].try_into().unwrap_or_default());
+    let span = (interval.as_millis() / 10).max(1);
+    Duration::from_millis(u64::try_from(u128::from(seed) % span).unwrap_or_default())
+}
+
+/// When a loader Job has had no Pod for a while, the Job controller's `FailedCreate` events say
+/// whether a ResourceQuota is the reason.
+async fn quota_rejection(
+    ctx: &Context,
+    ns: &str,
+    job: Option<&Job>,
+) -> Result<Option<String>, Error> {
+    let Some(job) = job else { return Ok(None) };
+    let status = job.status.as_ref();
+    let has_pods = status.is_some_and(|s| {
+        s.active.unwrap_or(0) + s.succeeded.unwrap_or(0) + s.failed.unwrap_or(0) > 0
+            || s.ready.unwrap_or(0) > 0
+    });
+    let age = job.creation_timestamp().map_or(Duration::ZERO, |t| {
+        Duration::try_from(t.0.duration_until(Timestamp::now())).unwrap_or_default()
+    });
+    if has_pods || age < POD_GRACE {
+        return Ok(None);
+    }
+    let events: Api<CoreEvent> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!(
+        "involvedObject.kind=Job,involvedObject.name={},reason=FailedCreate",
+        job.name_any()
+    );
+    let list = events
+        .list(&ListParams::default().fields(&selector))
+        .await
+        .map_err(api_error(
+            format!("list events of job {}", job.name_any()),
+            ns,
+        ))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|e| e.message)
+        .find(|m| m.contains("exceeded quota"))
+        .map(|m| format!("a ResourceQuota keeps the loader job from creating its pod: {m}")))
+}
+
+async fn list_pods(ctx: &Context, ns: &str, job: &str) -> Result<Vec<Pod>, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let params = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
+    Ok(pods
+        .list(&params)
+        .await
+        .map_err(api_error(format!("list the pods of job {job}"), ns))?
+        .items)
+}
+
+async fn record_outcome(
+    ctx: &Context,
+    ac: &AnalyticsCrate,
+    job: &str,
+    result: &crate_operator_api::contract::LoadResult,
+) {
+    let reason = status::outcome_reason(result.outcome);
+    ctx.metrics
+        .jobs_finished
+        .get_or_create(&OutcomeLabels {
+            outcome: reason.to_owned(),
+        })
+        .inc();
+    let namespace = ac.namespace().unwrap_or_default();
+    if result.outcome.is_success() {
+        info!(namespace, name = %ac.name_any(), job, outcome = reason, commit = result.commit.as_deref(), "load finished");
+        // Up-to-date checks are routine; only a change is worth an event.
+        if result.outcome == crate_operator_api::contract::Outcome::Loaded {
+            publish(ctx, ac, EventType::Normal, reason, result.message.clone()).await;
+        }
+    } else {
+        warn!(namespace, name = %ac.name_any(), job, outcome = reason, message = %result.message, "load failed");
+        publish(
+            ctx,
+            ac,
+            EventType::Warning,
+            reason,
+            format!("{} (see kubectl logs job/{job})", result.message),
+        )
+        .await;
+    }
+}
+
+async fn publish(ctx: &Context, ac: &AnalyticsCrate, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Load".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &ac.object_ref(&())).await {
+        warn!(%error, reason, "failed to publish an event");
+    }
+}
+
+/// Applies the loader's ServiceAccount, Role, RoleBinding and NetworkPolicy once per namespace
+/// and process (server-side apply makes it idempotent; the cache makes it cheap).
+async fn prepare_namespace(ctx: &Context, ns: &str) -> Result<(), Error> {
+    if ctx
+        .prepared
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(ns)
+    {
+        return Ok(());
+    }
+    let cfg = &ctx.settings.job.namespace_resources;
+    apply(ctx, ns, &loader_namespace::service_account(ns, cfg)).await?;
+    apply(ctx, ns, &loader_namespace::role(ns, cfg)).await?;
+    apply(ctx, ns, &loader_namespace::role_binding(ns, cfg)).await?;
+    apply(ctx, ns, &loader_namespace::network_policy(ns, cfg)).await?;
+    ctx.prepared
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(ns.to_owned());
+    Ok(())
+}
+
+async fn apply<K>(ctx: &Context, ns: &str, object: &K) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let name = object.name_any();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map(drop)
+    .map_err(api_error(format!("apply {} {name}", K::kind(&())), ns))
+}
+
+async fn patch_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    status: &AnalyticsCrateStatus,
+) -> Result<(), Error> {
+    let api: Api<AnalyticsCrate> = Api::namespaced(ctx.client.clone(), ns);
+    let body = serde_json::json!({
+        "apiVersion": AnalyticsCrate::api_version(&()),
+        "kind": AnalyticsCrate::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .map(drop)
+    .map_err(api_error(
+        format!("update the status of AnalyticsCrate {name}"),
+        ns,
+    ))
+}
+
+/// Label selector of the loader Jobs this manager owns.
+pub fn loader_job_selector() -> String {
+    format!("{LABEL_APP_NAME}={LOADER_APP_NAME},{LABEL_MANAGED_BY}={MANAGER_NAME}")
+}
+
+/// Runs the controller until `shutdown` resolves. `ready` turns true once both watches have
+/// listed their objects.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    watch_namespace: Option<String>,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (crates, jobs_api): (Api<AnalyticsCrate>, Api<Job>) = match &watch_namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let (job_store, job_writer) = reflector::store();
+    let job_events = watcher(
+        jobs_api,
+        watcher::Config::default().labels(&loader_job_selector()),
+    )
+    .default_backoff()
+    .reflect(job_writer)
+    .touched_objects();
+    let ctx = Arc::new(Context::new(
+        client,
+        settings,
+        job_store.clone(),
+        recorder,
+        metrics,
+    ));
+    let controller =
+        Controller::new(crates, watcher::Config::default().any_semantic()).owns_stream(job_events);
+    let crate_store = controller.store();
+    tokio::spawn(async move {
+        if job_store.wait_until_ready().await.is_ok()
+            && crate_store.wait_until_ready().await.is_ok()
+        {
+            ready.store(true, Ordering::Release);
+        }
+    });
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+#[cfg(test)]
+mod tests;

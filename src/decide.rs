@@ -1,0 +1,187 @@
+//! Decide: the pure heart of a reconcile.
+//!
+//! Given what was observed about one crate — its spec and status, its loader Jobs, whether this
+//! manager has loaded it since it started, and the time — say what to do next. No client and no
+//! clock: everything arrives as input, so every branch is unit-tested.
+//!
+//! Loads are identified by a *trigger*: the reason for the load, as a stable string. The Job for
+//! a trigger has a name derived from it, so a retry of the same reconcile, or a second replica,
+//! finds the existing Job instead of creating a duplicate. Triggers, most urgent first:
+//! `generation:<g>` (new or changed spec), `reload:<annotation value>` (forced reload),
+//! `retry:<g>:<n>` (transient failure, after backoff), `resync:<session>` (first sight by this
+//! manager process, e.g. after a restart) and `interval:<last load>` (periodic check).
+
+use std::time::Duration;
+
+use crate_operator_api::AnalyticsCrateStatus;
+use crate_operator_api::contract::LoadResult;
+use jiff::Timestamp;
+
+/// Shortest and longest wait before retrying a load that failed transiently.
+pub const RETRY_BASE: Duration = Duration::from_secs(10);
+pub const RETRY_CAP: Duration = Duration::from_secs(600);
+
+/// A loader Job of the crate, as the observe step saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoaderJob {
+    pub name: String,
+    pub trigger: String,
+    /// The crate generation the Job was built from.
+    pub generation: i64,
+    pub created: Timestamp,
+    pub state: JobState,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobState {
+    /// Not finished yet (pending, running or being retried by the Job controller).
+    Active,
+    /// Finished; the result comes from the loader's termination message or, failing that, from
+    /// the Job's and Pod's status.
+    Finished { result: LoadResult, at: Timestamp },
+}
+
+/// Everything `decide` looks at.
+#[derive(Debug)]
+pub struct Observation<'a> {
+    pub generation: i64,
+    pub suspended: bool,
+    /// Value of the reload annotation, if set.
+    pub reload_requested: Option<&'a str>,
+    pub interval: Option<Duration>,
+    /// Per-crate delay added to the interval so crates created together do not load together.
+    pub jitter: Duration,
+    pub status: &'a AnalyticsCrateStatus,
+    /// Whether the last recorded load failed permanently (the Stalled condition).
+    pub stalled: bool,
+    pub jobs: &'a [LoaderJob],
+    /// Whether a load of this crate finished since this manager process started.
+    pub loaded_this_session: bool,
+    /// Identifies this manager process (its start time), for the resync trigger.
+    pub session: &'a str,
+    pub now: Timestamp,
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// A loader Job is still running; its completion wakes the crate up again.
+    Await { job: String, trigger: String },
+    /// A Job finished and its outcome is not in the status yet.
+    Record {
+        job: String,
+        trigger: String,
+        generation: i64,
+        result: LoadResult,
+        at: Timestamp,
+    },
+    /// The crate is suspended: start nothing.
+    Suspended,
+    /// Start a load for `trigger`.
+    Start {
+        trigger: String,
+        last_commit: Option<String>,
+    },
+    /// Nothing to do; look again after `wake_after` (a due interval or retry), or only on change.
+    Idle { wake_after: Option<Duration> },
+}
+
+/// Decides the next step for one crate.
+pub fn decide(o: &Observation<'_>) -> Decision {
+    if let Some(job) = o.jobs.iter().find(|j| j.state == JobState::Active) {
+        return Decision::Await {
+            job: job.name.clone(),
+            trigger: job.trigger.clone(),
+        };
+    }
+    if let Some(record) = unrecorded(o) {
+        return record;
+    }
+    if o.suspended {
+        return Decision::Suspended;
+    }
+    match wanted_trigger(o) {
+        Wanted::Now(trigger) => Decision::Start {
+            trigger,
+            last_commit: o.status.commit_id.clone(),
+        },
+        Wanted::Later(wait) => Decision::Idle {
+            wake_after: Some(wait),
+        },
+        Wanted::Never => Decision::Idle { wake_after: None },
+    }
+}
+
+/// The newest finished Job, unless the status already describes it. Older finished Jobs are
+/// history: the newest one supersedes them.
+fn unrecorded(o: &Observation<'_>) -> Option<Decision> {
+    let newest = o.jobs.iter().max_by_key(|j| j.created)?;
+    let JobState::Finished { result, at } = &newest.state else {
+        return None;
+    };
+    let recorded = o.status.last_job.as_deref() == Some(newest.name.as_str())
+        && o.status.last_load_time.as_ref().map(|t| t.0) == Some(*at);
+    (!recorded).then(|| Decision::Record {
+        job: newest.name.clone(),
+        trigger: newest.trigger.clone(),
+        generation: newest.generation,
+        result: result.clone(),
+        at: *at,
+    })
+}
+
+enum Wanted {
+    Now(String),
+    Later(Duration),
+    Never,
+}
+
+fn wanted_trigger(o: &Observation<'_>) -> Wanted {
+    if o.status.observed_generation != Some(o.generation) {
+        return Wanted::Now(format!("generation:{}", o.generation));
+    }
+    if let Some(value) = o.reload_requested
+        && o.status.last_handled_reload_at.as_deref() != Some(value)
+    {
+        return Wanted::Now(format!("reload:{value}"));
+    }
+    let last_load = o.status.last_load_time.as_ref().map(|t| t.0);
+    let failures = o.status.failures.unwrap_or(0);
+    let mut wake: Option<Duration> = None;
+    if failures > 0 && !o.stalled {
+        let due = last_load.map_or(o.now, |t| t + retry_delay(failures));
+        match until(o.now, due) {
+            None => return Wanted::Now(format!("retry:{}:{failures}", o.generation)),
+            Some(wait) => wake = Some(wait),
+        }
+    }
+    if !o.loaded_this_session {
+        return Wanted::Now(format!("resync:{}", o.session));
+    }
+    if let (Some(interval), Some(last)) = (o.interval, last_load) {
+        match until(o.now, last + interval + o.jitter) {
+            None => return Wanted::Now(format!("interval:{}", last.as_second())),
+            Some(wait) => wake = Some(wake.map_or(wait, |w| w.min(wait))),
+        }
+    }
+    wake.map_or(Wanted::Never, Wanted::Later)
+}
+
+/// Exponential backoff: 10 s, 20 s, 40 s, … capped at 10 minutes.
+pub fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY_BASE.saturating_mul(1 << doublings).min(RETRY_CAP)
+}
+
+/// Time from `now` until `due`, or `None` when it is due.
+fn until(now: Timestamp, due: Timestamp) -> Option<Duration> {
+    let wait = now.duration_until(due);
+    if wait.is_positive() {
+        Duration::try_from(wait).ok()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;

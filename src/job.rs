@@ -1,0 +1,458 @@
+//! The loader Job: one throw-away, unprivileged, resource-capped Pod per crate load (design §4).
+//!
+//! Where this sits in the flow: observe → decide → **act** → report. When the controller has
+//! decided a crate needs loading, its "act" step calls [`build`] and creates the result (a
+//! conflict on the deterministic [`job_name`] means another replica or an earlier attempt already
+//! did). The builder is pure: no client and no I/O, so every hardening rule is a unit test.
+//!
+//! Shape of the Pod: the init container `install-loader` runs `crate-loader copy-to` into the
+//! `loader-bin` emptyDir (the binary copies itself, so no shell is needed in any image); the main
+//! container `load` runs that copy with `load …`. Only `load` sees the credentials and the
+//! service-account token. Its JSON result comes back as the termination message; permanent exit
+//! codes fail the Job at once through the `podFailurePolicy`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate_operator_api::AnalyticsCrate;
+use crate_operator_api::contract::{LABEL_CRATE, Outcome};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+    PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
+use k8s_openapi::api::core::v1::{KeyToPath, PodTemplateSpec, SecretVolumeSource, Volume};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource as _;
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+
+use crate::loader_namespace::{InvalidConfig, loader_labels};
+
+mod config;
+mod pod;
+
+pub use config::{ContainerResources, JobConfig, LoaderLimits, LogFormat, VolumeSizes};
+use config::{is_secret_key, seconds};
+
+/// The main container, named in the `podFailurePolicy` and read back for the termination message.
+pub const CONTAINER_NAME: &str = "load";
+/// The init container that installs the loader binary.
+pub const INIT_CONTAINER_NAME: &str = "install-loader";
+
+/// Annotation on the Job and its Pod: what caused this load (opaque, from the controller).
+pub const ANNOTATION_TRIGGER: &str = "xlscsde.nhs.uk/load-trigger";
+/// Annotation on the Job and its Pod: the crate's `metadata.generation` the Job was built from.
+pub const ANNOTATION_CRATE_GENERATION: &str = "xlscsde.nhs.uk/crate-generation";
+
+/// Where the init container puts the loader and the main container runs it from.
+pub const BIN_DIR: &str = "/opt/crate-loader";
+/// The copied loader binary.
+pub const LOADER_PATH: &str = "/opt/crate-loader/crate-loader";
+/// The loader's work area (its temporary bare repository).
+pub const WORK_DIR: &str = "/work";
+/// Scratch space for libraries that insist on `/tmp` (the root filesystem is read-only).
+pub const TMP_DIR: &str = "/tmp";
+/// Where the crate's Secret is mounted; passed as `--credentials-dir`.
+pub const CREDENTIALS_DIR: &str = "/etc/crate-loader/credentials";
+/// Where kube's in-cluster configuration looks for the token, CA and namespace.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The kubelet reads the loader's JSON result from here.
+pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+
+/// Volume names.
+pub const VOLUME_LOADER_BIN: &str = "loader-bin";
+pub const VOLUME_WORK: &str = "work";
+pub const VOLUME_TMP: &str = "tmp";
+pub const VOLUME_CREDENTIALS: &str = "credentials";
+pub const VOLUME_KUBE_API_ACCESS: &str = "kube-api-access";
+
+/// User and group of every container: the conventional "nonroot" id of distroless images, so
+/// file ownership inside such images lines up.
+pub const NON_ROOT_ID: i64 = 65532;
+/// Mode of the mounted credential and token files: owner and group read, as `fsGroup` makes the
+/// group ours. Nobody else, and never writable or executable.
+pub const SECRET_FILE_MODE: i32 = 0o440;
+/// The API server refuses projected tokens that live shorter than this.
+pub const MIN_TOKEN_EXPIRATION_SECONDS: i64 = 600;
+
+// Credential file names inside `--credentials-dir`; they mirror `crate_loader::credentials`
+// (the manager does not link the loader).
+const TOKEN_FILE: &str = "token";
+const IDENTITY_FILE: &str = "identity";
+const KNOWN_HOSTS_FILE: &str = "known_hosts";
+
+/// The loader's own default transfer budget (`crate_loader::fetch::FetchLimits`), which the work
+/// area must be able to hold.
+const LOADER_DEFAULT_MAX_TRANSFER_BYTES: u64 = 512 * 1024 * 1024;
+/// Shorter than this, the manager may not see a finished Job (and nobody its logs) before it goes.
+const MIN_TTL: Duration = Duration::from_secs(60);
+/// How many hex digits of the hash end a generated name: 40 bits, no realistic collision among
+/// one crate's loads.
+const NAME_HASH_LEN: usize = 10;
+/// Longest Job name: the Job controller copies it into a label value on each Pod.
+const MAX_NAME_LEN: usize = 63;
+
+/// Why no Job could be built.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum JobError {
+    #[error(transparent)]
+    Config(#[from] InvalidConfig),
+    #[error(
+        "failed to build the loader Job for AnalyticsCrate {crate_ref}: it has no {field}; build Jobs only from crates read from the API server"
+    )]
+    MissingField {
+        crate_ref: String,
+        field: &'static str,
+    },
+    #[error(
+        "failed to build the loader Job for AnalyticsCrate {crate_ref}: spec.repo.url embeds a password; remove it from the URL and put the token in the Secret named by spec.repo.secretName"
+    )]
+    PasswordInUrl { crate_ref: String },
+    #[error("failed to build the loader Job for AnalyticsCrate {crate_ref}: {field} {reason}")]
+    InvalidSpec {
+        crate_ref: String,
+        field: &'static str,
+        reason: String,
+    },
+    #[error("failed to build the loader Job for AnalyticsCrate {crate_ref}: the trigger is empty")]
+    EmptyTrigger { crate_ref: String },
+}
+
+/// The Job's name: the crate's name (made a DNS-1123 label and shortened) plus 10 hex digits of
+/// SHA-256 over the crate's UID and the trigger. The same crate and trigger always give the same
+/// name, so a second replica or a retried reconcile hits "already exists" instead of starting a
+/// duplicate load; at most 63 characters because the Job controller copies it into a label.
+pub fn job_name(crate_name: &str, crate_uid: &str, trigger: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(crate_uid.as_bytes());
+    // A separator no UID contains keeps ("ab", "c") and ("a", "bc") apart.
+    hasher.update([0]);
+    hasher.update(trigger.as_bytes());
+    let hash = hex(&hasher.finalize(), NAME_HASH_LEN);
+    let cleaned: String = crate_name
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .take(MAX_NAME_LEN - NAME_HASH_LEN - 1)
+        .collect();
+    let prefix = cleaned.trim_matches('-');
+    let prefix = if prefix.is_empty() { "crate" } else { prefix };
+    format!("{prefix}-{hash}")
+}
+
+/// The value of the [`LABEL_CRATE`] label for a crate: its name, or for names longer than a label
+/// value may be (63), a shortened name plus a hash of the full one.
+pub fn crate_label_value(crate_name: &str) -> String {
+    if crate_name.len() <= MAX_NAME_LEN {
+        return crate_name.to_owned();
+    }
+    let hash = hex(&Sha256::digest(crate_name.as_bytes()), NAME_HASH_LEN);
+    let prefix: String = crate_name
+        .chars()
+        .take(MAX_NAME_LEN - NAME_HASH_LEN - 1)
+        .collect();
+    format!("{}-{hash}", prefix.trim_end_matches(['-', '.']))
+}
+
+/// Label selector for one crate's loader Jobs and Pods, e.g. for
+/// `kubectl logs -n <ns> -l <selector>`.
+pub fn selector_for(crate_name: &str) -> String {
+    format!(
+        "{}={},{LABEL_CRATE}={}",
+        crate::loader_namespace::LABEL_APP_NAME,
+        crate::loader_namespace::LOADER_APP_NAME,
+        crate_label_value(crate_name)
+    )
+}
+
+/// Builds the loader Job for one load of `ac`. `trigger` names what caused the load and decides
+/// the Job's name; `last_commit` lets the loader stop early when nothing changed.
+pub fn build(
+    ac: &AnalyticsCrate,
+    trigger: &str,
+    last_commit: Option<&str>,
+    cfg: &JobConfig,
+) -> Result<Job, JobError> {
+    cfg.validate()?;
+    let meta = &ac.metadata;
+    let name = meta.name.as_deref().unwrap_or_default();
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    let crate_ref = format!("{namespace}/{name}");
+    let missing = |field| JobError::MissingField {
+        crate_ref: crate_ref.clone(),
+        field,
+    };
+    if name.is_empty() {
+        return Err(missing("metadata.name"));
+    }
+    if namespace.is_empty() {
+        return Err(missing("metadata.namespace"));
+    }
+    let uid = meta
+        .uid
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| missing("metadata.uid"))?;
+    if trigger.is_empty() {
+        return Err(JobError::EmptyTrigger { crate_ref });
+    }
+    // The URL is visible to anyone who can read Jobs; the loader would refuse it anyway.
+    if url_has_password(&ac.spec.repo.url) {
+        return Err(JobError::PasswordInUrl { crate_ref });
+    }
+    let credentials = credentials_volume(ac, cfg, &crate_ref)?;
+
+    let mut labels = loader_labels();
+    labels.insert(LABEL_CRATE.to_owned(), crate_label_value(name));
+    let mut annotations = BTreeMap::from([(ANNOTATION_TRIGGER.to_owned(), trigger.to_owned())]);
+    if let Some(generation) = meta.generation {
+        annotations.insert(
+            ANNOTATION_CRATE_GENERATION.to_owned(),
+            generation.to_string(),
+        );
+    }
+    let owner = OwnerReference {
+        api_version: AnalyticsCrate::api_version(&()).into_owned(),
+        kind: AnalyticsCrate::kind(&()).into_owned(),
+        name: name.to_owned(),
+        uid: uid.to_owned(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+
+    let args = load_args(
+        ac,
+        name,
+        namespace,
+        uid,
+        last_commit,
+        credentials.is_some(),
+        cfg,
+    );
+    let pod = pod::pod_spec(cfg, args, credentials);
+
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(name, uid, trigger)),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels.clone()),
+            annotations: Some(annotations.clone()),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(cfg.backoff_limit),
+            active_deadline_seconds: Some(seconds(
+                "active_deadline",
+                cfg.active_deadline,
+                Duration::from_secs(1),
+            )?),
+            ttl_seconds_after_finished: Some(seconds(
+                "ttl_after_finished",
+                cfg.ttl_after_finished,
+                MIN_TTL,
+            )?),
+            pod_failure_policy: Some(pod_failure_policy()),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// Permanent loader failures fail the Job at once (retrying cannot help until something
+/// changes); a Pod lost to a disruption (eviction, preemption, node drain) is retried without
+/// counting against `backoffLimit`.
+fn pod_failure_policy() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![
+            PodFailurePolicyRule {
+                action: "FailJob".to_owned(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: Some(CONTAINER_NAME.to_owned()),
+                    operator: "In".to_owned(),
+                    values: Outcome::permanent_exit_codes(),
+                }),
+                on_pod_conditions: None,
+            },
+            PodFailurePolicyRule {
+                action: "Ignore".to_owned(),
+                on_exit_codes: None,
+                on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                    type_: "DisruptionTarget".to_owned(),
+                    status: "True".to_owned(),
+                }]),
+            },
+        ],
+    }
+}
+
+/// The main container's arguments. Values use the `--flag=value` form so a value starting with
+/// `-` (a free-text description, say) can never be read as a flag. No secret is known here, so
+/// none can end up in the Pod spec.
+fn load_args(
+    ac: &AnalyticsCrate,
+    name: &str,
+    namespace: &str,
+    uid: &str,
+    last_commit: Option<&str>,
+    with_credentials: bool,
+    cfg: &JobConfig,
+) -> Vec<String> {
+    let spec = &ac.spec;
+    let mut args = vec!["load".to_owned()];
+    let mut flag = |name: &str, value: &str| args.push(format!("--{name}={value}"));
+    flag("repo", &spec.repo.url);
+    flag("branch", &spec.repo.branch);
+    flag("path", &spec.path);
+    flag("crate-name", name);
+    flag("crate-namespace", namespace);
+    flag("crate-uid", uid);
+    if let Some(commit) = last_commit {
+        flag("last-commit", commit);
+    }
+    if let Some(display_name) = &spec.display_name {
+        flag("display-name", display_name);
+    }
+    if let Some(description) = &spec.description {
+        flag("description", description);
+    }
+    if with_credentials {
+        flag("credentials-dir", CREDENTIALS_DIR);
+    }
+    flag("work-dir", WORK_DIR);
+    flag(
+        "timeout",
+        &humantime::format_duration(cfg.loader_timeout).to_string(),
+    );
+    flag("log-format", cfg.log_format.as_str());
+    // Explicit, so the flag and the container's terminationMessagePath cannot disagree.
+    flag("termination-message-path", TERMINATION_MESSAGE_PATH);
+    let limits = &cfg.limits;
+    for (limit, value) in [
+        ("max-transfer-bytes", limits.max_transfer_bytes),
+        ("max-objects", limits.max_objects),
+        ("max-file-bytes", limits.max_file_bytes),
+        ("max-json-depth", limits.max_json_depth.map(u64::from)),
+    ] {
+        if let Some(value) = value {
+            flag(limit, &value.to_string());
+        }
+    }
+    if cfg.allow_insecure_transport {
+        args.push("--allow-insecure-transport".to_owned());
+    }
+    args
+}
+
+/// The crate's Secret as a volume holding only the keys the loader reads, under the file names
+/// it expects; `None` for public repositories.
+fn credentials_volume(
+    ac: &AnalyticsCrate,
+    cfg: &JobConfig,
+    crate_ref: &str,
+) -> Result<Option<Volume>, JobError> {
+    let repo = &ac.spec.repo;
+    let Some(secret_name) = &repo.secret_name else {
+        return Ok(None);
+    };
+    let invalid = |field, reason: String| JobError::InvalidSpec {
+        crate_ref: crate_ref.to_owned(),
+        field,
+        reason,
+    };
+    if !crate::loader_namespace::is_dns_subdomain(secret_name) {
+        return Err(invalid(
+            "spec.repo.secretName",
+            format!("{secret_name:?} is not a valid Secret name"),
+        ));
+    }
+    if !is_secret_key(&repo.secret_key) {
+        return Err(invalid(
+            "spec.repo.secretKey",
+            format!(
+                "{:?} is not a valid Secret key (letters, digits, '-', '_' and '.')",
+                repo.secret_key
+            ),
+        ));
+    }
+    let item = |key: &str, path: &str| KeyToPath {
+        key: key.to_owned(),
+        path: path.to_owned(),
+        mode: None,
+    };
+    let items = if is_ssh(&repo.url) {
+        if repo.secret_key == cfg.known_hosts_key {
+            return Err(invalid(
+                "spec.repo.secretKey",
+                format!(
+                    "{:?} is the key the operator reads known_hosts from; put the ssh private key under another key",
+                    repo.secret_key
+                ),
+            ));
+        }
+        vec![
+            item(&repo.secret_key, IDENTITY_FILE),
+            item(&cfg.known_hosts_key, KNOWN_HOSTS_FILE),
+        ]
+    } else {
+        vec![item(&repo.secret_key, TOKEN_FILE)]
+    };
+    Ok(Some(Volume {
+        name: VOLUME_CREDENTIALS.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret_name.clone()),
+            items: Some(items),
+            default_mode: Some(SECRET_FILE_MODE),
+            // A missing Secret or key must stop the Pod from starting, not silently load as
+            // anonymous.
+            optional: Some(false),
+        }),
+        ..Volume::default()
+    }))
+}
+
+/// `ssh://…` (and git's `git+ssh://` spellings) or scp-like `user@host:path`, as the loader
+/// decides it: these need `identity` and `known_hosts` instead of a token.
+fn is_ssh(url: &str) -> bool {
+    if let Some((scheme, _)) = url.split_once("://") {
+        return matches!(scheme, "ssh" | "git+ssh" | "ssh+git");
+    }
+    url.split_once(':').is_some_and(|(authority, path)| {
+        !authority.is_empty() && !authority.contains('/') && !path.is_empty()
+    })
+}
+
+/// Whether a `scheme://user:password@host/…` URL carries a password.
+fn url_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(user_info, _)| user_info.contains(':'))
+}
+
+fn hex(bytes: &[u8], len: usize) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out.truncate(len);
+    out
+}
+
+#[cfg(test)]
+mod tests;

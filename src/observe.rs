@@ -1,0 +1,161 @@
+//! Observe: what a loader Job tells about a load, from the Job and its Pods.
+//!
+//! First step of a reconcile, after the crate itself. The loader leaves a JSON
+//! [`LoadResult`] in its termination message; when it could not (killed for memory, the Job's
+//! deadline, a Pod that never started), the result is derived from the Job's and Pod's status so
+//! the crate's status always says what happened. Pure: the controller fetches the objects.
+
+use crate_operator_api::contract::{LoadResult, Outcome};
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+
+use crate::decide::{JobState, LoaderJob};
+use crate::job::{ANNOTATION_CRATE_GENERATION, ANNOTATION_TRIGGER, CONTAINER_NAME};
+
+/// The view of a loader Job that `decide` needs. `None` for a Job without our annotations.
+pub fn loader_job(job: &Job, pods: &[Pod]) -> Option<LoaderJob> {
+    let meta = &job.metadata;
+    let annotations = meta.annotations.as_ref()?;
+    let trigger = annotations.get(ANNOTATION_TRIGGER)?.clone();
+    let generation = annotations.get(ANNOTATION_CRATE_GENERATION)?.parse().ok()?;
+    let created = meta
+        .creation_timestamp
+        .as_ref()
+        .map_or(Timestamp::UNIX_EPOCH, |t| t.0);
+    let state = match finished(job) {
+        None => JobState::Active,
+        Some((succeeded, at, reason, message)) => {
+            let datasource = job_datasource(job);
+            let result = result_from_pods(pods).unwrap_or_else(|| {
+                fallback_result(
+                    succeeded,
+                    reason.as_deref(),
+                    message.as_deref(),
+                    pods,
+                    datasource,
+                )
+            });
+            JobState::Finished { result, at }
+        }
+    };
+    Some(LoaderJob {
+        name: meta.name.clone().unwrap_or_default(),
+        trigger,
+        generation,
+        created,
+        state,
+    })
+}
+
+/// `(succeeded, when, reason, message)` once the Job has a terminal condition.
+fn finished(job: &Job) -> Option<(bool, Timestamp, Option<String>, Option<String>)> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    conditions
+        .iter()
+        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        .map(|c| {
+            let at = c
+                .last_transition_time
+                .as_ref()
+                .map(|t| t.0)
+                .or_else(|| job.status.as_ref()?.completion_time.as_ref().map(|t| t.0))
+                .unwrap_or(Timestamp::UNIX_EPOCH);
+            (
+                c.type_ == "Complete",
+                at,
+                c.reason.clone(),
+                c.message.clone(),
+            )
+        })
+}
+
+/// The datasource is named after the crate, which owns the Job.
+fn job_datasource(job: &Job) -> Option<String> {
+    job.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.name.clone())
+}
+
+/// The load container's termination in the newest Pod that has one.
+fn last_termination(pods: &[Pod]) -> Option<&ContainerStateTerminated> {
+    let mut terminations: Vec<&ContainerStateTerminated> = pods
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .filter(|c| c.name == CONTAINER_NAME)
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+        .collect();
+    terminations.sort_by_key(|t| t.finished_at.as_ref().map(|f| f.0));
+    terminations.pop()
+}
+
+/// The loader's own result, when its termination message parses.
+fn result_from_pods(pods: &[Pod]) -> Option<LoadResult> {
+    let message = last_termination(pods)?.message.as_deref()?;
+    serde_json::from_str(message).ok()
+}
+
+/// A result for a Job whose loader left none.
+fn fallback_result(
+    succeeded: bool,
+    job_reason: Option<&str>,
+    job_message: Option<&str>,
+    pods: &[Pod],
+    datasource: Option<String>,
+) -> LoadResult {
+    let termination = last_termination(pods);
+    let (outcome, message) = if succeeded {
+        (
+            Outcome::Internal,
+            "the loader Job succeeded but left no readable result".to_owned(),
+        )
+    } else if job_reason == Some("DeadlineExceeded") {
+        (
+            Outcome::TimedOut,
+            "the loader Job ran past its activeDeadlineSeconds and was stopped; see its log"
+                .to_owned(),
+        )
+    } else if let Some(t) = termination.filter(|t| t.reason.as_deref() == Some("OOMKilled")) {
+        (
+            Outcome::Internal,
+            format!(
+                "the loader ran out of memory (exit code {}); raise the loader memory limit or lower its limits",
+                t.exit_code
+            ),
+        )
+    } else if let Some(t) = termination {
+        let outcome = Outcome::from_exit_code(t.exit_code).unwrap_or(Outcome::Internal);
+        (
+            outcome,
+            format!(
+                "the loader exited with code {} without a result; see its log",
+                t.exit_code
+            ),
+        )
+    } else {
+        let detail = [job_reason, job_message]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(": ");
+        (
+            Outcome::Internal,
+            format!("the loader Job failed before the loader ran ({detail})"),
+        )
+    };
+    LoadResult {
+        outcome,
+        commit: None,
+        revision: None,
+        datasource,
+        warnings: 0,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests;

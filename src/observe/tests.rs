@@ -1,0 +1,147 @@
+//! Reading loads back from Job and Pod objects, as the API server returns them.
+
+use crate_operator_api::contract::Outcome;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+
+use super::*;
+
+fn job(conditions: &str) -> Job {
+    serde_yaml::from_str(&format!(
+        r#"
+metadata:
+  name: demo-0123456789
+  namespace: sde
+  creationTimestamp: "2026-11-22T10:00:00Z"
+  annotations:
+    xlscsde.nhs.uk/load-trigger: "generation:3"
+    xlscsde.nhs.uk/crate-generation: "3"
+  ownerReferences:
+  - {{apiVersion: xlscsde.nhs.uk/v1, kind: AnalyticsCrate, name: demo, uid: u1, controller: true}}
+status:
+  conditions: {conditions}
+"#
+    ))
+    .expect("job YAML")
+}
+
+fn pod(terminated: &str) -> Pod {
+    serde_yaml::from_str(&format!(
+        r#"
+metadata: {{name: demo-0123456789-abcde}}
+status:
+  containerStatuses:
+  - name: load
+    image: loader
+    imageID: ""
+    ready: false
+    restartCount: 0
+    state:
+      terminated: {terminated}
+"#
+    ))
+    .expect("pod YAML")
+}
+
+const COMPLETE: &str =
+    r#"[{type: Complete, status: "True", lastTransitionTime: "2026-11-22T10:01:00Z"}]"#;
+const FAILED_LIMIT: &str = r#"[{type: Failed, status: "True", reason: BackoffLimitExceeded, message: "Job has reached the specified backoff limit", lastTransitionTime: "2026-11-22T10:02:00Z"}]"#;
+
+fn finished_result(job: &Job, pods: &[Pod]) -> (LoadResult, Timestamp) {
+    match loader_job(job, pods).expect("a loader job").state {
+        JobState::Finished { result, at } => (result, at),
+        JobState::Active => panic!("job not finished"),
+    }
+}
+
+#[test]
+fn a_running_job_is_active_with_its_trigger_and_generation() {
+    let view = loader_job(&job("[]"), &[]).expect("a loader job");
+    assert_eq!(view.state, JobState::Active);
+    assert_eq!(
+        (view.trigger.as_str(), view.generation),
+        ("generation:3", 3)
+    );
+    assert_eq!(view.name, "demo-0123456789");
+}
+
+#[test]
+fn a_job_without_our_annotations_is_not_a_loader_job() {
+    let mut foreign = job("[]");
+    foreign.metadata.annotations = None;
+    assert_eq!(loader_job(&foreign, &[]), None);
+}
+
+#[test]
+fn a_completed_job_yields_the_loaders_termination_message() {
+    let message = r#"{"outcome":"Loaded","commit":"abc","revision":"main@sha1:abc","datasource":"demo","warnings":1,"message":"applied"}"#;
+    let p = pod(&format!(
+        "{{exitCode: 0, message: '{message}', finishedAt: '2026-11-22T10:00:59Z'}}"
+    ));
+    let (result, at) = finished_result(&job(COMPLETE), &[p]);
+    assert_eq!(
+        (result.outcome, result.commit.as_deref(), result.warnings),
+        (Outcome::Loaded, Some("abc"), 1)
+    );
+    assert_eq!(at.to_string(), "2026-11-22T10:01:00Z");
+}
+
+#[test]
+fn the_newest_pods_result_wins_after_retries() {
+    let old = pod(
+        r#"{exitCode: 20, message: '{"outcome":"FetchFailed","warnings":0,"message":"reset"}', finishedAt: '2026-11-22T10:00:10Z'}"#,
+    );
+    let new = pod(
+        r#"{exitCode: 11, message: '{"outcome":"AuthenticationFailed","warnings":0,"message":"rejected"}', finishedAt: '2026-11-22T10:00:50Z'}"#,
+    );
+    let (result, _) = finished_result(&job(FAILED_LIMIT), &[new, old]);
+    assert_eq!(result.outcome, Outcome::AuthenticationFailed);
+}
+
+#[test]
+fn an_out_of_memory_kill_is_explained() {
+    let (result, _) = finished_result(
+        &job(FAILED_LIMIT),
+        &[pod("{exitCode: 137, reason: OOMKilled}")],
+    );
+    assert_eq!(result.outcome, Outcome::Internal);
+    assert!(
+        result.message.contains("ran out of memory"),
+        "{}",
+        result.message
+    );
+    assert_eq!(result.datasource.as_deref(), Some("demo"));
+}
+
+#[test]
+fn an_exit_code_without_a_message_still_gives_its_outcome() {
+    let (result, _) = finished_result(&job(FAILED_LIMIT), &[pod("{exitCode: 12}")]);
+    assert_eq!(result.outcome, Outcome::NotFound);
+}
+
+#[test]
+fn a_job_past_its_deadline_timed_out() {
+    let deadline = r#"[{type: Failed, status: "True", reason: DeadlineExceeded, lastTransitionTime: "2026-11-22T10:10:00Z"}]"#;
+    let (result, _) = finished_result(&job(deadline), &[]);
+    assert_eq!(result.outcome, Outcome::TimedOut);
+}
+
+#[test]
+fn a_job_whose_pod_never_ran_says_so_with_the_jobs_reason() {
+    let (result, _) = finished_result(&job(FAILED_LIMIT), &[]);
+    assert_eq!(result.outcome, Outcome::Internal);
+    assert!(
+        result.message.contains("BackoffLimitExceeded"),
+        "{}",
+        result.message
+    );
+}
+
+#[test]
+fn a_garbled_termination_message_falls_back_to_the_exit_code() {
+    let (result, _) = finished_result(
+        &job(FAILED_LIMIT),
+        &[pod("{exitCode: 10, message: 'not json'}")],
+    );
+    assert_eq!(result.outcome, Outcome::InvalidCrate);
+}

@@ -1,0 +1,241 @@
+//! Report: the crate's next status, computed from the previous one and what the reconcile did.
+//!
+//! Pure, like `decide`. The controller server-side-applies the result to the status
+//! subresource. Conditions follow the Kubernetes conventions (kstatus): `Ready` says whether the
+//! datasource reflects the crate, `Reconciling` whether work is under way, `Stalled` whether
+//! only a change to the crate, its repository or its Secret can help. `statusText` and
+//! `commitId` keep their upstream meaning.
+
+use crate_operator_api::AnalyticsCrateStatus;
+use crate_operator_api::contract::{LoadResult, Outcome};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// What happened in this reconcile, as far as the status is concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress<'a> {
+    /// A loader Job is running (just created, or found running).
+    Loading {
+        job: &'a str,
+        trigger: &'a str,
+    },
+    /// A load is due but the running-Job caps are reached.
+    WaitingForCapacity {
+        message: String,
+    },
+    /// A ResourceQuota refused the loader Job or its Pod.
+    QuotaExceeded {
+        message: String,
+    },
+    Suspended,
+    /// A finished Job's result.
+    Finished {
+        job: &'a str,
+        trigger: &'a str,
+        generation: i64,
+        result: &'a LoadResult,
+        at: Timestamp,
+    },
+    /// Nothing under way; the status keeps describing the last result.
+    Idle,
+}
+
+/// Whether the last recorded load failed permanently.
+pub fn is_stalled(status: &AnalyticsCrateStatus) -> bool {
+    condition(status, STALLED).is_some_and(|c| c.status == "True")
+}
+
+pub fn condition<'a>(status: &'a AnalyticsCrateStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The next status of a crate at `generation`.
+pub fn next(
+    prev: &AnalyticsCrateStatus,
+    generation: i64,
+    progress: &Progress<'_>,
+    now: Timestamp,
+) -> AnalyticsCrateStatus {
+    let mut s = prev.clone();
+    let mut conditions = std::mem::take(&mut s.conditions);
+    let mut set = |type_: &str, status: &str, reason: &str, message: String| {
+        set_condition(
+            &mut conditions,
+            type_,
+            status,
+            reason,
+            message,
+            generation,
+            now,
+        );
+    };
+    match progress {
+        Progress::Loading { job, trigger } => {
+            set(
+                RECONCILING,
+                "True",
+                "Loading",
+                format!("loader job {job} is loading the crate ({trigger})"),
+            );
+            if condition(prev, READY).is_none() {
+                set(
+                    READY,
+                    "Unknown",
+                    "Loading",
+                    "the first load is in progress".to_owned(),
+                );
+            }
+            "Loading".clone_into(&mut s.status_text);
+            s.last_job = Some((*job).to_owned());
+        }
+        Progress::WaitingForCapacity { message } => {
+            set(RECONCILING, "True", "WaitingForCapacity", message.clone());
+            if condition(prev, READY).is_none() {
+                set(READY, "Unknown", "WaitingForCapacity", message.clone());
+            }
+            "Waiting".clone_into(&mut s.status_text);
+        }
+        Progress::QuotaExceeded { message } => {
+            set(RECONCILING, "True", "QuotaExceeded", message.clone());
+            set(READY, "False", "QuotaExceeded", message.clone());
+            "Waiting".clone_into(&mut s.status_text);
+        }
+        Progress::Suspended => {
+            set(
+                RECONCILING,
+                "False",
+                "Suspended",
+                "spec.suspend is true: no loads are started".to_owned(),
+            );
+            "Suspended".clone_into(&mut s.status_text);
+        }
+        Progress::Finished {
+            job,
+            trigger,
+            generation: job_generation,
+            result,
+            at,
+        } => {
+            record_finished(&mut s, prev, job, trigger, *job_generation, result, *at);
+            let reason = outcome_reason(result.outcome);
+            if result.outcome.is_success() {
+                set(READY, "True", reason, result.message.clone());
+                set(RECONCILING, "False", reason, result.message.clone());
+                set(STALLED, "False", reason, String::new());
+            } else {
+                set(READY, "False", reason, result.message.clone());
+                if result.outcome.is_permanent() {
+                    set(RECONCILING, "False", reason, String::new());
+                    set(STALLED, "True", reason, result.message.clone());
+                } else {
+                    set(
+                        RECONCILING,
+                        "True",
+                        "RetryScheduled",
+                        format!("retrying after: {}", result.message),
+                    );
+                    set(STALLED, "False", reason, String::new());
+                }
+            }
+        }
+        Progress::Idle => {
+            idle_text(prev).clone_into(&mut s.status_text);
+            if !is_stalled(prev) && prev.failures.unwrap_or(0) == 0 {
+                set(RECONCILING, "False", "Idle", String::new());
+            }
+        }
+    }
+    s.conditions = conditions;
+    s
+}
+
+/// The non-condition fields a finished load changes.
+fn record_finished(
+    s: &mut AnalyticsCrateStatus,
+    prev: &AnalyticsCrateStatus,
+    job: &str,
+    trigger: &str,
+    generation: i64,
+    result: &LoadResult,
+    at: Timestamp,
+) {
+    s.observed_generation = Some(generation);
+    s.last_job = Some(job.to_owned());
+    s.last_load_time = Some(Time(at));
+    s.datasource = result.datasource.clone().or(s.datasource.take());
+    if let Some(value) = trigger.strip_prefix("reload:") {
+        s.last_handled_reload_at = Some(value.to_owned());
+    }
+    if result.outcome.is_success() {
+        "Ready".clone_into(&mut s.status_text);
+        s.commit_id = result.commit.clone().or(s.commit_id.take());
+        s.revision = result.revision.clone().or(s.revision.take());
+        s.warnings = Some(result.warnings);
+        s.failures = None;
+    } else {
+        "Failed".clone_into(&mut s.status_text);
+        s.failures = Some(prev.failures.unwrap_or(0).saturating_add(1));
+    }
+}
+
+/// What `statusText` says when nothing is under way: the last result.
+fn idle_text(prev: &AnalyticsCrateStatus) -> &'static str {
+    match condition(prev, READY).map(|c| c.status.as_str()) {
+        Some("True") => "Ready",
+        Some("False") => "Failed",
+        _ => "Waiting",
+    }
+}
+
+/// The condition reason for an outcome (its variant name, e.g. `AuthenticationFailed`).
+pub fn outcome_reason(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Loaded => "Loaded",
+        Outcome::UpToDate => "UpToDate",
+        Outcome::InvalidCrate => "InvalidCrate",
+        Outcome::AuthenticationFailed => "AuthenticationFailed",
+        Outcome::NotFound => "NotFound",
+        Outcome::LimitExceeded => "LimitExceeded",
+        Outcome::InvalidRequest => "InvalidRequest",
+        Outcome::Conflict => "Conflict",
+        Outcome::FetchFailed => "FetchFailed",
+        Outcome::ApplyFailed => "ApplyFailed",
+        Outcome::TimedOut => "TimedOut",
+        Outcome::Internal => "Internal",
+    }
+}
+
+/// Sets a condition, keeping its `lastTransitionTime` when its status does not change.
+fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: i64,
+    now: Timestamp,
+) {
+    let transition = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    let new = Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: Some(generation),
+        last_transition_time: transition,
+    };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing) => *existing = new,
+        None => conditions.push(new),
+    }
+}
+
+#[cfg(test)]
+mod tests;
