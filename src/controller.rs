@@ -173,6 +173,10 @@ async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, E
     let (Some(ns), Some(uid)) = (ac.namespace(), ac.uid()) else {
         return Err(Error::Incomplete(name));
     };
+    if ac.metadata.deletion_timestamp.is_some() {
+        // Garbage collection removes its Jobs and datasource (owner references); nothing to load.
+        return Ok(Action::await_change());
+    }
     let generation = ac.metadata.generation.unwrap_or(0);
     let prev = ac.status.clone().unwrap_or_default();
 

@@ -76,15 +76,10 @@ pub const SECRET_FILE_MODE: i32 = 0o440;
 /// The API server refuses projected tokens that live shorter than this.
 pub const MIN_TOKEN_EXPIRATION_SECONDS: i64 = 600;
 
-// Credential file names inside `--credentials-dir`; they mirror `crate_loader::credentials`
-// (the manager does not link the loader).
-const TOKEN_FILE: &str = "token";
-const IDENTITY_FILE: &str = "identity";
-const KNOWN_HOSTS_FILE: &str = "known_hosts";
-
-/// The loader's own default transfer budget (`crate_loader::fetch::FetchLimits`), which the work
-/// area must be able to hold.
-const LOADER_DEFAULT_MAX_TRANSFER_BYTES: u64 = 512 * 1024 * 1024;
+use crate_operator_api::contract::DEFAULT_MAX_TRANSFER_BYTES as LOADER_DEFAULT_MAX_TRANSFER_BYTES;
+use crate_operator_api::contract::credential_files::{
+    IDENTITY as IDENTITY_FILE, KNOWN_HOSTS as KNOWN_HOSTS_FILE, TOKEN as TOKEN_FILE,
+};
 /// Shorter than this, the manager may not see a finished Job (and nobody its logs) before it goes.
 const MIN_TTL: Duration = Duration::from_secs(60);
 /// How many hex digits of the hash end a generated name: 40 bits, no realistic collision among
@@ -146,15 +141,7 @@ pub fn job_name(crate_name: &str, crate_uid: &str, trigger: &str) -> String {
 /// The value of the [`LABEL_CRATE`] label for a crate: its name, or for names longer than a label
 /// value may be (63), a shortened name plus a hash of the full one.
 pub fn crate_label_value(crate_name: &str) -> String {
-    if crate_name.len() <= MAX_NAME_LEN {
-        return crate_name.to_owned();
-    }
-    let hash = hex(&Sha256::digest(crate_name.as_bytes()), NAME_HASH_LEN);
-    let prefix: String = crate_name
-        .chars()
-        .take(MAX_NAME_LEN - NAME_HASH_LEN - 1)
-        .collect();
-    format!("{}-{hash}", prefix.trim_end_matches(['-', '.']))
+    crate_operator_api::contract::crate_label_value(crate_name)
 }
 
 /// Label selector for one crate's loader Jobs and Pods, e.g. for
@@ -232,7 +219,8 @@ pub fn build(
         credentials.is_some(),
         cfg,
     );
-    let pod = pod::pod_spec(cfg, args, credentials);
+    let tls = repo_url_is_https(&ac.spec.repo.url);
+    let pod = pod::pod_spec(cfg, args, credentials, tls);
 
     Ok(Job {
         metadata: ObjectMeta {
@@ -431,6 +419,11 @@ fn is_ssh(url: &str) -> bool {
     url.split_once(':').is_some_and(|(authority, path)| {
         !authority.is_empty() && !authority.contains('/') && !path.is_empty()
     })
+}
+
+fn repo_url_is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
 }
 
 /// Whether a `scheme://user:password@host/…` URL carries a password.

@@ -81,7 +81,8 @@ pub fn next(
                 "Loading",
                 format!("loader job {job} is loading the crate ({trigger})"),
             );
-            if condition(prev, READY).is_none() {
+            // A quota refusal is over once the Job runs; before the first load, readiness is unknown.
+            if condition(prev, READY).is_none_or(|c| c.reason == "QuotaExceeded") {
                 set(
                     READY,
                     "Unknown",
@@ -97,7 +98,10 @@ pub fn next(
             if condition(prev, READY).is_none() {
                 set(READY, "Unknown", "WaitingForCapacity", message.clone());
             }
-            "Waiting".clone_into(&mut s.status_text);
+            // A Ready crate waiting for its next load still serves its datasource.
+            if condition(prev, READY).is_none_or(|c| c.status != "True") {
+                "Waiting".clone_into(&mut s.status_text);
+            }
         }
         Progress::QuotaExceeded { message } => {
             set(RECONCILING, "True", "QuotaExceeded", message.clone());
@@ -144,7 +148,12 @@ pub fn next(
         }
         Progress::Idle => {
             idle_text(prev).clone_into(&mut s.status_text);
-            if !is_stalled(prev) && prev.failures.unwrap_or(0) == 0 {
+            // A finished load already left Reconciling=False with its own reason and message;
+            // rewriting it here would cost a status write after every load. Only a stale
+            // "in progress" or "suspended" state is cleared.
+            let settled = condition(prev, RECONCILING)
+                .is_some_and(|c| c.status == "False" && c.reason != "Suspended");
+            if !settled && !is_stalled(prev) && prev.failures.unwrap_or(0) == 0 {
                 set(RECONCILING, "False", "Idle", String::new());
             }
         }

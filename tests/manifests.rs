@@ -779,6 +779,69 @@ fn the_deployment_passes_only_flags_and_variables_the_manager_accepts() {
     );
 }
 
+/// Flags (`--name`) and environment variables (`[env: NAME=]`) that `crate-operator run --help`
+/// documents.
+fn run_help_words() -> (BTreeSet<String>, BTreeSet<String>) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crate-operator"))
+        .args(["run", "--help"])
+        .output()
+        .expect("run crate-operator run --help");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let help = String::from_utf8(out.stdout).expect("utf-8");
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '=';
+    let words: Vec<&str> = help.split(|c: char| !is_word(c)).collect();
+    let flags = words
+        .iter()
+        .filter(|w| w.starts_with("--"))
+        .map(|w| w.trim_end_matches('=').to_owned())
+        .collect();
+    let vars = words
+        .iter()
+        .filter_map(|w| w.strip_suffix('='))
+        .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .map(str::to_owned)
+        .collect();
+    (flags, vars)
+}
+
+#[test]
+fn the_deployment_flags_and_variables_are_documented_by_crate_operator_run() {
+    let (flags, vars) = run_help_words();
+    for (flag, _) in MANAGER_FLAGS {
+        assert!(
+            flags.contains(flag),
+            "crate-operator run --help lacks {flag}"
+        );
+    }
+    for var in MANAGER_ENV {
+        assert!(
+            vars.contains(var),
+            "crate-operator run --help lacks the variable {var}"
+        );
+    }
+    let docs = documents();
+    let container = manager_container(&manager_deployment(&docs));
+    for arg in container.args.iter().flatten().skip(1) {
+        if let Some(flag) = arg.split('=').next().filter(|a| a.starts_with("--")) {
+            assert!(
+                flags.contains(flag),
+                "crate-operator run has no flag {flag}"
+            );
+        }
+    }
+    for env in container.env.iter().flatten() {
+        assert!(
+            vars.contains(&env.name),
+            "crate-operator run reads no variable {}",
+            env.name
+        );
+    }
+}
+
 /// One permission: (apiGroup, resource, verb, resourceName or "").
 type Grant = (String, String, String, String);
 

@@ -5,12 +5,52 @@
 //! (permanent exit codes fail the Job at once; transient ones are retried), so every outcome has
 //! exactly one exit code and the codes never change meaning.
 
+use std::fmt::Write as _;
+
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Label on a crate-made datasource naming its crate (upstream).
 pub const LABEL_CRATE: &str = "xlscsde.nhs.uk/crate";
 /// Label on a crate-made datasource naming its crate's namespace (upstream).
 pub const LABEL_CRATE_NAMESPACE: &str = "xlscsde.nhs.uk/crateNamespace";
+
+/// The value of [`LABEL_CRATE`] (and of the loader Jobs' crate label) for a crate: its name, or,
+/// for a name longer than a label value may be (63), a prefix plus a hash of the whole name.
+pub fn crate_label_value(crate_name: &str) -> String {
+    const MAX: usize = 63;
+    const HASH: usize = 10;
+    if crate_name.len() <= MAX {
+        return crate_name.to_owned();
+    }
+    let digest = Sha256::digest(crate_name.as_bytes());
+    let hash = digest[..HASH / 2]
+        .iter()
+        .fold(String::with_capacity(HASH), |mut hex, b| {
+            // Writing to a String cannot fail.
+            let _ = write!(hex, "{b:02x}");
+            hex
+        });
+    let prefix: String = crate_name.chars().take(MAX - HASH - 1).collect();
+    format!("{}-{hash}", prefix.trim_end_matches(['-', '.']))
+}
+
+/// Files the loader reads from `--credentials-dir`; the manager mounts the crate Secret's keys
+/// under these names.
+pub mod credential_files {
+    /// The https access token (sent as the password).
+    pub const TOKEN: &str = "token";
+    /// Optional https user name.
+    pub const USERNAME: &str = "username";
+    /// The ssh private key.
+    pub const IDENTITY: &str = "identity";
+    /// The ssh host keys (OpenSSH `known_hosts` format); required for ssh.
+    pub const KNOWN_HOSTS: &str = "known_hosts";
+}
+
+/// The loader's default budget for bytes received in one fetch (`--max-transfer-bytes`); the
+/// Job's work area must hold this much.
+pub const DEFAULT_MAX_TRANSFER_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Annotation: repository URL the datasource was loaded from, credentials stripped.
 pub const ANNOTATION_SOURCE_URL: &str = "xlscsde.nhs.uk/source-url";
@@ -200,6 +240,17 @@ mod tests {
         );
         assert!(!Outcome::FetchFailed.is_permanent());
         assert!(!Outcome::TimedOut.is_permanent());
+    }
+
+    #[test]
+    fn crate_label_values_are_valid_label_values_and_distinct_for_long_names() {
+        assert_eq!(crate_label_value("demo"), "demo");
+        let long_a = format!("{}a", "x".repeat(100));
+        let long_b = format!("{}b", "x".repeat(100));
+        let (a, b) = (crate_label_value(&long_a), crate_label_value(&long_b));
+        assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
+        assert_ne!(a, b);
+        assert_eq!(a, crate_label_value(&long_a));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use crate_operator_api::AnalyticsDataSource;
 use crate_operator_api::contract::{
     ANNOTATION_LOAD_INPUTS, ANNOTATION_REVISION, LABEL_CRATE, LABEL_CRATE_NAMESPACE,
-    LOADER_FIELD_MANAGER, Outcome,
+    LOADER_FIELD_MANAGER, Outcome, crate_label_value,
 };
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt as _};
@@ -104,7 +104,7 @@ pub fn classify(
         )));
     }
     let labels = ds.labels();
-    let labelled_for_us = labels.get(LABEL_CRATE) == Some(&owner.name)
+    let labelled_for_us = labels.get(LABEL_CRATE) == Some(&crate_label_value(&owner.name))
         && labels.get(LABEL_CRATE_NAMESPACE) == Some(&owner.namespace);
     if labelled_for_us {
         Ok(Existing::Adoptable)

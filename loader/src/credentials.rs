@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-/// File names inside the credentials directory.
-pub const TOKEN_FILE: &str = "token";
-pub const USERNAME_FILE: &str = "username";
-pub const IDENTITY_FILE: &str = "identity";
-pub const KNOWN_HOSTS_FILE: &str = "known_hosts";
+/// File names inside the credentials directory (shared with the manager, which mounts them).
+pub use crate_operator_api::contract::credential_files::{
+    IDENTITY as IDENTITY_FILE, KNOWN_HOSTS as KNOWN_HOSTS_FILE, TOKEN as TOKEN_FILE,
+    USERNAME as USERNAME_FILE,
+};
 
 /// A credential file larger than this is not a credential.
 const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;

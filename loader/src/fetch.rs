@@ -40,7 +40,7 @@ pub struct FetchLimits {
 impl Default for FetchLimits {
     fn default() -> Self {
         FetchLimits {
-            max_transfer_bytes: 512 * 1024 * 1024,
+            max_transfer_bytes: crate_operator_api::contract::DEFAULT_MAX_TRANSFER_BYTES,
             max_objects: 200_000,
             max_file_bytes: 4 * 1024 * 1024,
         }

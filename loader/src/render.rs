@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate_operator_api::AnalyticsDataSource;
 use crate_operator_api::contract::{
     ANNOTATION_LOAD_INPUTS, ANNOTATION_METADATA_PATH, ANNOTATION_REVISION, ANNOTATION_SOURCE_URL,
-    LABEL_CRATE, LABEL_CRATE_NAMESPACE, revision,
+    LABEL_CRATE, LABEL_CRATE_NAMESPACE, crate_label_value, revision,
 };
 use crate_operator_api::datasource::AnalyticsDataSourceSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -95,7 +95,7 @@ pub fn datasource(
     let (labels, owner_references, namespace) = match inputs.owner {
         Some(owner) => (
             Some(BTreeMap::from([
-                (LABEL_CRATE.to_owned(), owner.name.clone()),
+                (LABEL_CRATE.to_owned(), crate_label_value(&owner.name)),
                 (LABEL_CRATE_NAMESPACE.to_owned(), owner.namespace.clone()),
             ])),
             Some(vec![owner_reference(owner)]),

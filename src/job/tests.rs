@@ -483,12 +483,28 @@ fn a_public_crate_gets_no_credentials_volume() {
 }
 
 #[test]
-fn no_container_has_environment_variables() {
+fn no_container_has_environment_variables_beyond_skipping_the_ca_bundle_without_https() {
     for ac in fixtures() {
         let job = build_default(&ac);
+        let https = ac.spec.repo.url.starts_with("https://");
         for c in containers(pod(&job)) {
-            assert_eq!(c.env, None, "{}", c.name);
             assert_eq!(c.env_from, None, "{}", c.name);
+            let env: Vec<(String, Option<String>)> = c
+                .env
+                .iter()
+                .flatten()
+                .map(|e| (e.name.clone(), e.value.clone()))
+                .collect();
+            if c.name == "load" && !https {
+                assert_eq!(
+                    env,
+                    [("SSL_CERT_FILE".to_owned(), Some("/dev/null".to_owned()))],
+                    "{}",
+                    ac.spec.repo.url
+                );
+            } else {
+                assert!(env.is_empty(), "{} {}: {env:?}", c.name, ac.spec.repo.url);
+            }
         }
     }
 }

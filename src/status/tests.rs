@@ -241,3 +241,61 @@ fn idle_reports_the_last_result() {
         "Failed"
     );
 }
+
+#[test]
+fn a_quota_refusal_is_cleared_once_the_loader_job_runs() {
+    let refused = next(
+        &AnalyticsCrateStatus::default(),
+        1,
+        &Progress::QuotaExceeded {
+            message: "exceeded quota".into(),
+        },
+        at(0),
+    );
+    let running = next(
+        &refused,
+        1,
+        &Progress::Loading {
+            job: "j",
+            trigger: "generation:1",
+        },
+        at(5),
+    );
+    assert_eq!(cond(&running, READY), ("Unknown", "Loading"));
+}
+
+#[test]
+fn a_ready_crate_waiting_for_capacity_still_says_ready() {
+    let ready = next(
+        &AnalyticsCrateStatus::default(),
+        1,
+        &finished(&result(Outcome::Loaded, ""), "generation:1"),
+        at(1),
+    );
+    let waiting = next(
+        &ready,
+        1,
+        &Progress::WaitingForCapacity {
+            message: "full".into(),
+        },
+        at(2),
+    );
+    assert_eq!(waiting.status_text, "Ready");
+    assert_eq!(cond(&waiting, RECONCILING), ("True", "WaitingForCapacity"));
+}
+
+#[test]
+fn idling_after_a_load_keeps_the_loads_reconciling_condition() {
+    let loaded = next(
+        &AnalyticsCrateStatus::default(),
+        1,
+        &finished(&result(Outcome::Loaded, "applied"), "generation:1"),
+        at(1),
+    );
+    assert_eq!(next(&loaded, 1, &Progress::Idle, at(2)), loaded);
+    let suspended = next(&loaded, 1, &Progress::Suspended, at(3));
+    assert_eq!(
+        cond(&next(&suspended, 1, &Progress::Idle, at(4)), RECONCILING),
+        ("False", "Idle")
+    );
+}
