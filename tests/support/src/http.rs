@@ -22,12 +22,7 @@ use tempfile::TempDir;
 
 use crate::Result;
 use crate::process::{git, hermetic, require_file, run, spawn, with_git_suffix};
-use crate::server::{AcceptLoop, Tracked, lock};
-
-/// Longest request line or header line accepted.
-const MAX_LINE: usize = 16 * 1024;
-/// Most header lines accepted in one request.
-const MAX_HEADERS: usize = 100;
+use crate::server::{AcceptLoop, MAX_HEADERS, Tracked, bad_request, lock, read_line};
 
 /// One request as the server saw it (see [`SmartHttp::request_log`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -680,32 +675,6 @@ fn read_head(reader: &mut impl BufRead) -> Result<Head> {
         head.headers
             .push((name.trim().to_owned(), value.trim().to_owned()));
     }
-}
-
-/// One CRLF- (or LF-) terminated line, without the terminator.
-fn read_line(reader: &mut impl BufRead) -> Result<String> {
-    let mut line = Vec::new();
-    let n = reader
-        .take(MAX_LINE as u64 + 2)
-        .read_until(b'\n', &mut line)?;
-    if n == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed",
-        ));
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(bad_request("line too long or unterminated"));
-    }
-    line.pop();
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line).map_err(|_| bad_request("header is not UTF-8"))
-}
-
-fn bad_request(msg: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.to_owned())
 }
 
 fn body_framing(head: &Head) -> Result<Body> {

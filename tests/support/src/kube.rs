@@ -37,7 +37,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::{self, Write as _};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,7 +48,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 use crate::Result;
-use crate::server::{AcceptLoop, lock};
+use crate::server::{AcceptLoop, MAX_HEADERS, bad_request, lock, read_line};
 
 /// API group and version of the one resource served.
 pub const API_VERSION: &str = "xlscsde.nhs.uk/v1";
@@ -63,10 +63,6 @@ const GROUP: &str = "xlscsde.nhs.uk";
 const PLURAL: &str = "analyticsdatasources";
 /// Path prefix of the namespaced resources of the group.
 const PREFIX: &str = "/apis/xlscsde.nhs.uk/v1/namespaces/";
-/// Longest request or header line accepted.
-const MAX_LINE: usize = 16 * 1024;
-/// Most header lines accepted in one request.
-const MAX_HEADERS: usize = 100;
 /// Largest request body accepted (the real API server's limit is about 3 MiB too).
 const MAX_BODY: usize = 3 * 1024 * 1024;
 /// Environment variables that would make a Kubernetes client look somewhere other than the
@@ -640,32 +636,6 @@ fn read_exact_into(reader: &mut impl BufRead, len: usize, out: &mut Vec<u8>) -> 
     let start = out.len();
     out.resize(start + len, 0);
     reader.read_exact(&mut out[start..])
-}
-
-/// One CRLF- (or LF-) terminated line, without the terminator.
-fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
-    let mut line = Vec::new();
-    let n = reader
-        .take(MAX_LINE as u64 + 2)
-        .read_until(b'\n', &mut line)?;
-    if n == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed inside a request",
-        ));
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(bad_request("line too long or unterminated"));
-    }
-    line.pop();
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line).map_err(|_| bad_request("request head is not UTF-8"))
-}
-
-fn bad_request(msg: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.to_owned())
 }
 
 fn write_answer(writer: &mut impl Write, answer: &Answer, close: bool) -> io::Result<()> {
@@ -1282,6 +1252,7 @@ fn rfc3339(time: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read as _;
     use std::time::Duration;
 
     const DS: &str = "/apis/xlscsde.nhs.uk/v1/namespaces/sde/analyticsdatasources/demo";

@@ -165,3 +165,36 @@ impl Drop for AcceptLoop {
         self.tracked.shutdown();
     }
 }
+
+/// Longest request line or header line the test servers accept.
+pub(crate) const MAX_LINE: usize = 16 * 1024;
+/// Most header lines the test servers accept in one request.
+pub(crate) const MAX_HEADERS: usize = 100;
+
+/// One CRLF- (or LF-) terminated line, without the terminator, at most [`MAX_LINE`] long.
+pub(crate) fn read_line(reader: &mut impl std::io::BufRead) -> std::io::Result<String> {
+    use std::io::{BufRead as _, Read as _};
+    let mut line = Vec::new();
+    let n = reader
+        .take(MAX_LINE as u64 + 2)
+        .read_until(b'\n', &mut line)?;
+    if n == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed inside a request",
+        ));
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(bad_request("line too long or unterminated"));
+    }
+    line.pop();
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    String::from_utf8(line).map_err(|_| bad_request("request head is not UTF-8"))
+}
+
+/// A malformed request, as an I/O error the connection handler turns into a 400.
+pub(crate) fn bad_request(msg: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.to_owned())
+}
