@@ -1,16 +1,17 @@
 //! The `crate-loader` binary as users run it: preview, validate, copy-to, exit codes, and the
 //! guarantee that no credential reaches its output.
 
+mod common;
+
+use common::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate_operator_api::contract::Outcome;
-use crate_test_support::{BareRepo, RepoBuilder, SmartHttp, Tarpit};
+use crate_test_support::{RepoBuilder, SmartHttp, Tarpit};
 
-const META: &str = "bagit/data/ro-crate-metadata.json";
 const TOKEN: &str = "ghp_s3cretTokenThatMustNeverLeak";
-const EXAMPLE_CRATE: &str =
-    include_str!("../../examples/demo-crate/bagit/data/ro-crate-metadata.json");
 
 fn loader() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crate-loader"));
@@ -43,14 +44,6 @@ fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-fn example_repo() -> BareRepo {
-    RepoBuilder::new()
-        .file(META, EXAMPLE_CRATE)
-        .commit("crate")
-        .build_bare()
-        .expect("repo")
-}
-
 fn credentials_dir(token: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("token"), format!("{token}\n")).expect("token file");
@@ -61,25 +54,14 @@ fn credentials_dir(token: &str) -> tempfile::TempDir {
 fn preview_of_the_bundled_example_prints_the_datasource() {
     let example = repo_root().join("examples/demo-crate.git");
     let (code, stdout, stderr) = run(loader()
-        .args([
-            "preview",
-            "--path",
-            "/bagit/data/ro-crate-metadata.json",
-            "--repo",
-        ])
+        .args(["preview", "--path", PATH, "--repo"])
         .arg(&example));
     assert_eq!(code, 0, "{stderr}");
     let ds: serde_yaml::Value = serde_yaml::from_str(&stdout).expect("YAML on stdout");
     assert_eq!(ds["kind"], "AnalyticsDataSource");
     assert_eq!(ds["metadata"]["name"], "demo-crate");
     assert_eq!(ds["spec"]["type"], "Uploaded");
-    let expected: serde_json::Value = serde_json::from_str(EXAMPLE_CRATE).expect("example JSON");
-    let root = expected["@graph"]
-        .as_array()
-        .expect("graph")
-        .iter()
-        .find(|e| e["@id"] == "./")
-        .expect("root");
+    let root = example_root();
     assert_eq!(
         ds["spec"]["displayName"].as_str(),
         root["name"].as_str(),
@@ -105,7 +87,7 @@ fn preview_prints_json_on_request_with_provenance_annotations() {
             "--name",
             "amr",
             "--path",
-            "/bagit/data/ro-crate-metadata.json",
+            PATH,
             "--repo",
         ])
         .arg(http.url(repo.name())));
@@ -205,7 +187,7 @@ fn no_credential_reaches_stdout_or_stderr_on_success_or_failure() {
                 "--log-level",
                 "trace",
                 "--path",
-                "/bagit/data/ro-crate-metadata.json",
+                PATH,
                 "--repo",
                 &url,
                 "--credentials-dir",

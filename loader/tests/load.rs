@@ -3,6 +3,10 @@
 //! applies nothing, how each failure ends (exit code and termination message), and that the
 //! git token never leaks.
 
+mod common;
+
+use common::*;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -14,10 +18,6 @@ use crate_test_support::{
 };
 use serde_json::{Value, json};
 
-const META: &str = "bagit/data/ro-crate-metadata.json";
-const PATH: &str = "/bagit/data/ro-crate-metadata.json";
-const EXAMPLE_CRATE: &str =
-    include_str!("../../examples/demo-crate/bagit/data/ro-crate-metadata.json");
 const TOKEN: &str = "ghp_loadTestTokenThatMustNeverLeak";
 const WRONG_TOKEN: &str = "ghp_wrongLoadTestTokenThatMustNeverLeak";
 const NAME: &str = "demo";
@@ -39,26 +39,6 @@ fn crate_named(name: &str) -> String {
         .expect("root entity");
     root["name"] = name.into();
     serde_json::to_string_pretty(&doc).expect("serialises")
-}
-
-/// The root entity of the example crate.
-fn example_root() -> Value {
-    let doc: Value = serde_json::from_str(EXAMPLE_CRATE).expect("example crate is JSON");
-    doc["@graph"]
-        .as_array()
-        .expect("@graph")
-        .iter()
-        .find(|e| e["@id"] == "./")
-        .expect("root entity")
-        .clone()
-}
-
-fn example_repo() -> BareRepo {
-    RepoBuilder::new()
-        .file(META, EXAMPLE_CRATE)
-        .commit("crate")
-        .build_bare()
-        .expect("repo")
 }
 
 enum GitServer {
