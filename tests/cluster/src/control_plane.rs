@@ -1,0 +1,364 @@
+//! etcd, kube-apiserver and kube-controller-manager on loopback, started in that order and
+//! stopped in reverse. The binaries come from `hack/control-plane/build.sh` (built once per
+//! Kubernetes version and cached outside the repository, or taken from `KUBEBUILDER_ASSETS`).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::certs::{self, Pki};
+use crate::guard::Guarded;
+use crate::{Result, error};
+
+/// How long each component gets to become ready. Generous: CI machines have two cores.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The controllers the operator relies on, and nothing that needs nodes.
+const CONTROLLERS: &[&str] = &[
+    "job-controller",
+    "garbage-collector-controller",
+    "ttl-after-finished-controller",
+    "serviceaccount-controller",
+    "root-ca-certificate-publisher-controller",
+    "resourcequota-controller",
+    "namespace-controller",
+];
+
+/// A running control plane. Dropping it stops every process and removes its files.
+pub struct ControlPlane {
+    // Field order is drop order: controller-manager, apiserver, etcd, then the files.
+    controller_manager: Guarded,
+    apiserver: Guarded,
+    etcd: Guarded,
+    server_url: String,
+    kubeconfig: PathBuf,
+    pki: Pki,
+    bin_dir: PathBuf,
+    dir: PathBuf,
+    temp: Option<tempfile::TempDir>,
+}
+
+impl ControlPlane {
+    /// The control plane shared by every test of this test binary, started on first use.
+    /// It stops when the test process exits.
+    pub fn shared() -> Result<&'static ControlPlane> {
+        static SHARED: OnceLock<std::result::Result<ControlPlane, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| ControlPlane::start_kept().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| error(format!("the shared control plane failed to start: {e}")))
+    }
+
+    /// Starts a control plane owned by the caller: dropping it stops it.
+    pub fn start() -> Result<ControlPlane> {
+        let temp = tempfile::Builder::new()
+            .prefix("crate-operator-e2e-")
+            .tempdir()
+            .map_err(|e| error(format!("failed to make a directory: {e}")))?;
+        let dir = temp.path().to_owned();
+        let mut plane = Self::start_in(dir, false)?;
+        plane.temp = Some(temp);
+        Ok(plane)
+    }
+
+    /// Like [`ControlPlane::start`], but the directory is removed by etcd's guard when the test
+    /// process exits (a static is never dropped).
+    fn start_kept() -> Result<ControlPlane> {
+        let dir = tempfile::Builder::new()
+            .prefix("crate-operator-e2e-")
+            .tempdir()
+            .map_err(|e| error(format!("failed to make a directory: {e}")))?
+            .keep();
+        Self::start_in(dir, true)
+    }
+
+    fn start_in(dir: PathBuf, cleanup_on_exit: bool) -> Result<ControlPlane> {
+        let bin_dir = binaries()?;
+        let pki = certs::write(&dir)?;
+
+        let etcd_data = dir.join("etcd");
+        let mut etcd = Guarded::spawn(
+            "etcd",
+            &bin_dir.join("etcd"),
+            &[format!("--data-dir={}", etcd_data.display())],
+            &[],
+            &dir.join("etcd.log"),
+            cleanup_on_exit.then_some(dir.as_path()),
+        )?;
+        let etcd_url = etcd.wait_for_line("client-url=", READY_TIMEOUT)?;
+
+        let (apiserver, server_url) = start_apiserver(&bin_dir, &dir, &pki, &etcd_url)?;
+        let kubeconfig = dir.join("admin.kubeconfig");
+        write_kubeconfig(&kubeconfig, &server_url, &pki)?;
+
+        let mut plane = ControlPlane {
+            controller_manager: start_controller_manager(&bin_dir, &dir, &kubeconfig, &pki)?,
+            apiserver,
+            etcd,
+            server_url,
+            kubeconfig,
+            pki,
+            bin_dir,
+            dir,
+            temp: None,
+        };
+        plane.wait_until_ready()?;
+        Ok(plane)
+    }
+
+    /// The apiserver's URL, `https://127.0.0.1:<port>`.
+    pub fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    /// The cluster CA certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.pki.ca_pem
+    }
+
+    /// A kubeconfig file for a cluster administrator (client certificate in `system:masters`).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Where the control plane's files and logs are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A `kubectl` of the same Kubernetes version, pointed at this control plane as administrator.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(self.bin_dir.join("kubectl"));
+        command
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            // Without HOME kubectl would write its discovery cache into the working directory.
+            .env("HOME", &self.dir)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()));
+        command
+    }
+
+    /// Client configuration for a cluster administrator.
+    pub async fn admin_config(&self) -> Result<kube::Config> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
+            .map_err(|e| error(format!("failed to read the admin kubeconfig: {e}")))?;
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| error(format!("failed to load the admin kubeconfig: {e}")))
+    }
+
+    /// A client for a cluster administrator, on the caller's runtime.
+    pub async fn admin_client(&self) -> Result<kube::Client> {
+        kube::Client::try_from(self.admin_config().await?)
+            .map_err(|e| error(format!("failed to make a client: {e}")))
+    }
+
+    /// Waits until the apiserver reports ready, failing early if a component exits.
+    fn wait_until_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            for guarded in [
+                &mut self.etcd,
+                &mut self.apiserver,
+                &mut self.controller_manager,
+            ] {
+                if let Some(status) = guarded.exited() {
+                    return Err(guarded.failure(&format!("exited ({status})")));
+                }
+            }
+            let ready = self
+                .kubectl()
+                .args(["get", "--raw", "/readyz"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(self
+                    .apiserver
+                    .failure(&format!("was not ready within {READY_TIMEOUT:?}")));
+            }
+            // Polling a readiness endpoint: the wait is for a condition, bounded by the deadline.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Finds or builds the control-plane binaries.
+pub fn binaries() -> Result<PathBuf> {
+    static BINARIES: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BINARIES
+        .get_or_init(|| build_binaries().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(error)
+}
+
+fn build_binaries() -> Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/control-plane/build.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| error(format!("failed to run {}: {e}", script.display())))?;
+    if !output.status.success() {
+        return Err(error(format!(
+            "{} failed ({}); it needs Go and the Go module proxy, or KUBEBUILDER_ASSETS pointing at \
+             etcd, kube-apiserver, kube-controller-manager and kubectl",
+            script.display(),
+            output.status
+        )));
+    }
+    let dir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    Ok(PathBuf::from(dir))
+}
+
+/// A port that was free a moment ago. The apiserver cannot report the port it bound, so there is
+/// a small window for another process to take it; [`start_apiserver`] retries if that happens.
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| error(format!("failed to find a free port: {e}")))?;
+    Ok(listener
+        .local_addr()
+        .map_err(|e| error(format!("failed to find a free port: {e}")))?
+        .port())
+}
+
+fn start_apiserver(
+    bin_dir: &Path,
+    dir: &Path,
+    pki: &Pki,
+    etcd_url: &str,
+) -> Result<(Guarded, String)> {
+    let mut last_error = None;
+    for _ in 0..3 {
+        let port = free_port()?;
+        let args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--advertise-address=127.0.0.1".to_owned(),
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+            format!("--tls-cert-file={}", pki.serving_cert.display()),
+            format!("--tls-private-key-file={}", pki.serving_key.display()),
+            format!("--client-ca-file={}", pki.ca_cert.display()),
+            "--authorization-mode=RBAC".to_owned(),
+            "--anonymous-auth=false".to_owned(),
+            "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
+            format!("--service-account-key-file={}", pki.service_account_pub.display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.service_account_key.display()
+            ),
+            "--service-cluster-ip-range=10.96.0.0/16".to_owned(),
+            // PodSecurity and ResourceQuota are on by default; named so the intent is visible.
+            "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,ResourceQuota"
+                .to_owned(),
+            // As kubeadm sets it: Pod Security admission, not this switch, is what must refuse
+            // privileged Pods in a "restricted" namespace.
+            "--allow-privileged=true".to_owned(),
+            "--profiling=false".to_owned(),
+            "--endpoint-reconciler-type=none".to_owned(),
+        ];
+        let mut apiserver = Guarded::spawn(
+            "kube-apiserver",
+            &bin_dir.join("kube-apiserver"),
+            &args,
+            &[],
+            &dir.join("kube-apiserver.log"),
+            None,
+        )?;
+        let server_url = format!("https://127.0.0.1:{port}");
+        // Give the port race a chance to show: a lost bind makes the apiserver exit at once.
+        match wait_for_listen(&mut apiserver, port) {
+            Ok(()) => return Ok((apiserver, server_url)),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| error("kube-apiserver did not start")))
+}
+
+/// Waits until something accepts connections on `port`, or the process exits.
+fn wait_for_listen(process: &mut Guarded, port: u16) -> Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(status) = process.exited() {
+            return Err(process.failure(&format!("exited ({status})")));
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(process.failure(&format!("did not listen within {READY_TIMEOUT:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start_controller_manager(
+    bin_dir: &Path,
+    dir: &Path,
+    kubeconfig: &Path,
+    pki: &Pki,
+) -> Result<Guarded> {
+    let args = vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        // No HTTPS endpoint: nothing scrapes it, and it would need another free port.
+        "--secure-port=0".to_owned(),
+        "--leader-elect=false".to_owned(),
+        format!("--controllers={}", CONTROLLERS.join(",")),
+        format!("--root-ca-file={}", pki.ca_cert.display()),
+        format!(
+            "--service-account-private-key-file={}",
+            pki.service_account_key.display()
+        ),
+        "--use-service-account-credentials=false".to_owned(),
+        // The defaults (20 QPS, burst 30) make a thousand-Job benchmark measure the controller
+        // manager's client rather than the operator; managed clusters run far higher.
+        "--kube-api-qps=200".to_owned(),
+        "--kube-api-burst=400".to_owned(),
+        "--concurrent-job-syncs=20".to_owned(),
+    ];
+    Guarded::spawn(
+        "kube-controller-manager",
+        &bin_dir.join("kube-controller-manager"),
+        &args,
+        &[],
+        &dir.join("kube-controller-manager.log"),
+        None,
+    )
+}
+
+fn write_kubeconfig(path: &Path, server_url: &str, pki: &Pki) -> Result<()> {
+    let yaml = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: {server_url}
+    certificate-authority: {ca}
+users:
+- name: admin
+  user:
+    client-certificate: {cert}
+    client-key: {key}
+contexts:
+- name: e2e
+  context:
+    cluster: e2e
+    user: admin
+    namespace: default
+current-context: e2e
+",
+        ca = pki.ca_cert.display(),
+        cert = pki.admin_cert.display(),
+        key = pki.admin_key.display(),
+    );
+    std::fs::write(path, yaml)
+        .map_err(|e| error(format!("failed to write {}: {e}", path.display())))
+}
