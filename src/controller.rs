@@ -16,11 +16,11 @@ use crate_operator_api::{AnalyticsCrate, AnalyticsCrateStatus};
 use futures::{Future, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod, ResourceQuota};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -44,6 +44,8 @@ pub const FIELD_MANAGER: &str = "crate-operator";
 const POD_GRACE: Duration = Duration::from_secs(20);
 /// How often a crate held back by the caps or a quota is looked at again.
 const WAIT_RECHECK: Duration = Duration::from_secs(15);
+/// A change to a ResourceQuota in its namespace wakes a crate held back by a quota at once; this
+/// recheck only covers a missed watch event.
 const QUOTA_RECHECK: Duration = Duration::from_secs(60);
 
 /// The manager's settings, from the command line.
@@ -637,6 +639,24 @@ async fn patch_status(
     ))
 }
 
+/// The crates in `namespace` that a ResourceQuota is holding back.
+fn held_by_quota(
+    crates: &[Arc<AnalyticsCrate>],
+    namespace: Option<&str>,
+) -> Vec<ObjectRef<AnalyticsCrate>> {
+    crates
+        .iter()
+        .filter(|ac| ac.namespace().as_deref() == namespace)
+        .filter(|ac| {
+            ac.status
+                .as_ref()
+                .and_then(|s| status::condition(s, status::RECONCILING))
+                .is_some_and(|c| c.reason == "QuotaExceeded")
+        })
+        .map(|ac| ObjectRef::from_obj(ac.as_ref()))
+        .collect()
+}
+
 /// Label selector of the loader Jobs this manager owns.
 pub fn loader_job_selector() -> String {
     format!("{LABEL_APP_NAME}={LOADER_APP_NAME},{LABEL_MANAGED_BY}={MANAGER_NAME}")
@@ -653,13 +673,19 @@ pub async fn run(
     ready: Arc<AtomicBool>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (crates, jobs_api): (Api<AnalyticsCrate>, Api<Job>) = match &watch_namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    let (crates, jobs_api, quotas): (Api<AnalyticsCrate>, Api<Job>, Api<ResourceQuota>) =
+        match &watch_namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
+        };
     let (job_store, job_writer) = reflector::store();
     let job_events = watcher(
         jobs_api,
@@ -678,6 +704,12 @@ pub async fn run(
     let controller =
         Controller::new(crates, watcher::Config::default().any_semantic()).owns_stream(job_events);
     let crate_store = controller.store();
+    // A quota raised, or freed by finished Jobs, lets held-back crates start without waiting
+    // for their recheck.
+    let held = crate_store.clone();
+    let controller = controller.watches(quotas, watcher::Config::default(), move |quota| {
+        held_by_quota(&held.state(), quota.namespace().as_deref())
+    });
     tokio::spawn(async move {
         if job_store.wait_until_ready().await.is_ok()
             && crate_store.wait_until_ready().await.is_ok()

@@ -952,6 +952,7 @@ fn the_cluster_role_grants_exactly_the_least_privilege_the_manager_needs() {
             &["get", "list", "watch", "create", "delete"],
         ),
         ("", &["pods"], &["get", "list", "watch"]),
+        ("", &["resourcequotas"], &["list", "watch"]),
         (
             "",
             &["events"],
