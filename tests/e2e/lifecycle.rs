@@ -1,0 +1,200 @@
+//! Lifecycle on a real control plane: garbage collection on deletion, a manager restart in the
+//! middle of a load, leader election between two managers, and ResourceQuotas.
+
+use std::time::{Duration, Instant};
+
+use crate_operator_api::AnalyticsCrate;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ResourceQuota;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+
+use crate::harness::{PATIENCE, cluster, wait_for, wait_for_deletion};
+use crate::{Fixture, condition};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_crate_garbage_collects_its_datasource_and_jobs() {
+    let fx = Fixture::new("delete").await;
+    fx.create_crate("omop", |_| {}).await;
+    fx.wait_ready_at("omop", &fx.head()).await;
+    let jobs = fx.job_names().await;
+    assert_eq!(jobs.len(), 1);
+
+    fx.crates
+        .delete("omop", &DeleteParams::foreground())
+        .await
+        .expect("delete crate");
+
+    wait_for_deletion(&fx.crates, "omop").await;
+    wait_for_deletion(&fx.datasources, "omop").await;
+    wait_for_deletion(&fx.jobs, &jobs[0]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manager_restart_mid_load_neither_loses_nor_duplicates_the_load() {
+    let mut fx = Fixture::new("restart").await;
+    let kubelet = &cluster().kubelet;
+    kubelet.hold(&fx.ns.name);
+    fx.create_crate("omop", |_| {}).await;
+    kubelet
+        .wait_for_held(&fx.ns.name, 1, PATIENCE)
+        .await
+        .expect("the loader Pod is created");
+
+    // The load is in flight (its Pod exists, not yet run) when the manager goes away.
+    fx.managers.pop().expect("manager").stop();
+    fx.start_manager("m1");
+    kubelet.release(&fx.ns.name);
+    fx.wait_ready_at("omop", &fx.head()).await;
+
+    assert_eq!(
+        fx.job_names().await.len(),
+        1,
+        "the restarted manager started no second load"
+    );
+    assert_eq!(kubelet.runs(&fx.ns.name).len(), 1, "{}", fx.context());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_managers_elect_one_leader_and_the_other_takes_over_when_it_stops() {
+    let mut fx = Fixture::without_manager("leader").await;
+    fx.start_manager("m-a");
+    fx.start_manager("m-b");
+    let leases: Api<Lease> = Api::namespaced(fx.client.clone(), &fx.ns.name);
+    let holder = |lease: &Lease| {
+        lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.clone())
+            .unwrap_or_default()
+    };
+
+    fx.create_crate("omop", |_| {}).await;
+    fx.wait_ready_at("omop", &fx.head()).await;
+    assert_eq!(
+        fx.job_names().await.len(),
+        1,
+        "only the leader started a load"
+    );
+    let first = holder(&leases.get("crate-operator").await.expect("lease"));
+    assert!(first == "m-a" || first == "m-b", "lease held by {first:?}");
+
+    let leader = fx
+        .managers
+        .iter()
+        .position(|m| m.identity == first)
+        .expect("leader is ours");
+    fx.managers.remove(leader).stop();
+    let second = wait_for(
+        &leases,
+        "crate-operator",
+        "a new holder",
+        {
+            let first = first.clone();
+            move |l: Option<&Lease>| l.is_some_and(|l| !holder(l).is_empty() && holder(l) != first)
+        },
+        || fx.context(),
+    )
+    .await;
+    assert_ne!(holder(&second), first);
+
+    // The new leader acts on new requests.
+    fx.reload("omop", "2026-11-22T13:00:00Z").await;
+}
+
+fn quota(name: &str, hard: &serde_json::Value) -> ResourceQuota {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"hard": hard},
+    }))
+    .expect("quota")
+}
+
+/// Waits until the quota controller has computed the quota's status: before that, admission
+/// refuses everything it covers.
+async fn wait_for_quota_status(quotas: &Api<ResourceQuota>, name: &str) {
+    wait_for(
+        quotas,
+        name,
+        "a computed status",
+        |q: Option<&ResourceQuota>| {
+            q.and_then(|q| q.status.as_ref())
+                .is_some_and(|s| s.hard.is_some())
+        },
+        String::new,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_with_a_resource_quota_runs_loads_within_it() {
+    let fx = Fixture::without_manager("quota-room").await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(fx.client.clone(), &fx.ns.name);
+    // Quotas on compute make every Pod declare requests and limits, or be refused.
+    let hard = serde_json::json!({
+        "requests.cpu": "2", "limits.cpu": "4",
+        "requests.memory": "2Gi", "limits.memory": "4Gi",
+        "requests.ephemeral-storage": "4Gi", "limits.ephemeral-storage": "8Gi",
+        "pods": "4",
+    });
+    quotas
+        .create(&PostParams::default(), &quota("compute", &hard))
+        .await
+        .expect("quota");
+    wait_for_quota_status(&quotas, "compute").await;
+
+    let mut fx = fx;
+    fx.start_manager("m0");
+    fx.create_crate("omop", |_| {}).await;
+    fx.wait_ready_at("omop", &fx.head()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quota_without_room_is_reported_and_the_load_runs_once_there_is_room() {
+    let mut fx = Fixture::without_manager("quota-full").await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(fx.client.clone(), &fx.ns.name);
+    quotas
+        .create(
+            &PostParams::default(),
+            &quota("jobs", &serde_json::json!({"count/jobs.batch": "0"})),
+        )
+        .await
+        .expect("quota");
+    wait_for_quota_status(&quotas, "jobs").await;
+    fx.start_manager("m0");
+    fx.create_crate("omop", |_| {}).await;
+
+    let waiting = wait_for(
+        &fx.crates,
+        "omop",
+        "QuotaExceeded",
+        |c: Option<&AnalyticsCrate>| {
+            c.and_then(|c| c.status.as_ref())
+                .and_then(|s| condition(s, "Ready"))
+                .is_some_and(|r| r.reason == "QuotaExceeded")
+        },
+        || fx.context(),
+    )
+    .await;
+    let status = waiting.status.expect("status");
+    assert_eq!(status.status_text, "Waiting");
+    let ready = condition(&status, "Ready").expect("Ready");
+    assert!(ready.message.contains("quota"), "{}", ready.message);
+    assert!(fx.job_names().await.is_empty());
+
+    quotas
+        .patch(
+            "jobs",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"hard": {"count/jobs.batch": "5"}}})),
+        )
+        .await
+        .expect("raise quota");
+    // The quota change wakes the crate: no need to wait for the minute's recheck.
+    let raised = Instant::now();
+    fx.wait_ready_at("omop", &fx.head()).await;
+    assert!(
+        raised.elapsed() < Duration::from_secs(45),
+        "the load waited {:?} for the recheck instead of reacting to the quota change",
+        raised.elapsed()
+    );
+}
