@@ -16,7 +16,7 @@ use crate_operator_api::{AnalyticsCrate, AnalyticsCrateStatus};
 use futures::{Future, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -37,10 +37,14 @@ use crate::metrics::{ErrorLabels, Metrics, OutcomeLabels};
 use crate::observe;
 use crate::status::{self, Progress};
 
+mod pending;
+use pending::Pending;
+
 /// Field manager of everything the manager applies (crate status, loader namespace resources).
 pub const FIELD_MANAGER: &str = "crate-operator";
 
-/// How long a loader Job may sit without a Pod before the manager looks for a quota rejection.
+/// How long a loader Job may sit without a running Pod before the manager looks for why (see
+/// [`pending`]).
 const POD_GRACE: Duration = Duration::from_secs(20);
 /// How often a crate held back by the caps or a quota is looked at again.
 const WAIT_RECHECK: Duration = Duration::from_secs(15);
@@ -248,18 +252,28 @@ async fn act(
     let next = |progress: &Progress<'_>| status::next(prev, generation, progress, now);
     Ok(match &decision {
         Decision::Await { job, trigger } => {
-            let pending = jobs.iter().find(|j| j.name_any() == *job);
-            if let Some(message) = quota_rejection(ctx, ns, pending.map(AsRef::as_ref)).await? {
-                (
+            let running = jobs.iter().find(|j| j.name_any() == *job);
+            match pending::why(ctx, ns, running.map(AsRef::as_ref)).await? {
+                Some(Pending::Quota(message)) => (
                     next(&Progress::QuotaExceeded { message }),
                     Action::requeue(QUOTA_RECHECK),
-                )
-            } else {
-                // A Job without a Pod yet may be held by a quota: look again soon.
-                (
+                ),
+                Some(Pending::PodBlocked(message)) => {
+                    if condition_reason(prev, status::RECONCILING) != Some("PodBlocked") {
+                        warn!(namespace = ns, name = %ac.name_any(), job, %message, "loader pod cannot start");
+                        let note = format!("loader job {job} cannot start its pod: {message}");
+                        publish(ctx, ac, EventType::Warning, "PodBlocked", note).await;
+                    }
+                    (
+                        next(&Progress::PodBlocked { job, message }),
+                        Action::requeue(POD_GRACE),
+                    )
+                }
+                // A Job may yet be held by a quota or a Pod fail to start: look again soon.
+                None => (
                     next(&Progress::Loading { job, trigger }),
                     Action::requeue(POD_GRACE),
-                )
+                ),
             }
         }
         Decision::Record {
@@ -476,43 +490,8 @@ fn jitter(uid: &str, interval: Duration) -> Duration {
     Duration::from_millis(u64::try_from(u128::from(seed) % span).unwrap_or_default())
 }
 
-/// When a loader Job has had no Pod for a while, the Job controller's `FailedCreate` events say
-/// whether a ResourceQuota is the reason.
-async fn quota_rejection(
-    ctx: &Context,
-    ns: &str,
-    job: Option<&Job>,
-) -> Result<Option<String>, Error> {
-    let Some(job) = job else { return Ok(None) };
-    let status = job.status.as_ref();
-    let has_pods = status.is_some_and(|s| {
-        s.active.unwrap_or(0) + s.succeeded.unwrap_or(0) + s.failed.unwrap_or(0) > 0
-            || s.ready.unwrap_or(0) > 0
-    });
-    let age = job.creation_timestamp().map_or(Duration::ZERO, |t| {
-        Duration::try_from(t.0.duration_until(Timestamp::now())).unwrap_or_default()
-    });
-    if has_pods || age < POD_GRACE {
-        return Ok(None);
-    }
-    let events: Api<CoreEvent> = Api::namespaced(ctx.client.clone(), ns);
-    let selector = format!(
-        "involvedObject.kind=Job,involvedObject.name={},reason=FailedCreate",
-        job.name_any()
-    );
-    let list = events
-        .list(&ListParams::default().fields(&selector))
-        .await
-        .map_err(api_error(
-            format!("list events of job {}", job.name_any()),
-            ns,
-        ))?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter_map(|e| e.message)
-        .find(|m| m.contains("exceeded quota"))
-        .map(|m| format!("a ResourceQuota keeps the loader job from creating its pod: {m}")))
+fn condition_reason<'a>(status: &'a AnalyticsCrateStatus, type_: &str) -> Option<&'a str> {
+    status::condition(status, type_).map(|c| c.reason.as_str())
 }
 
 async fn list_pods(ctx: &Context, ns: &str, job: &str) -> Result<Vec<Pod>, Error> {

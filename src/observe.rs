@@ -8,10 +8,61 @@
 use crate_operator_api::contract::{LoadResult, Outcome};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Event, Pod};
 
 use crate::decide::{JobState, LoaderJob};
 use crate::job::{ANNOTATION_CRATE_GENERATION, ANNOTATION_TRIGGER, CONTAINER_NAME};
+
+/// Container waiting reasons that do not clear up by themselves: the Pod needs something fixed
+/// (an image, a Secret, a ConfigMap) before it can start.
+const BLOCKED_REASONS: &[&str] = &[
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "RunContainerError",
+];
+
+/// Why a loader Pod that should be running cannot start, in the kubelet's words: a container
+/// stuck on one of [`BLOCKED_REASONS`], or else the newest `FailedMount` event among `events`
+/// (the Pod's events: a missing Secret or key shows only there). `None` once the Pod runs.
+pub fn pod_blocker(pod: &Pod, events: &[Event]) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Pending") {
+        return None;
+    }
+    let containers = status
+        .init_container_statuses
+        .iter()
+        .chain(status.container_statuses.iter())
+        .flatten();
+    for container in containers {
+        let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+            continue;
+        };
+        let reason = waiting.reason.as_deref().unwrap_or_default();
+        if BLOCKED_REASONS.contains(&reason) {
+            let message = waiting.message.as_deref().unwrap_or_default();
+            return Some(format!("container {}: {reason}: {message}", container.name));
+        }
+    }
+    events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedMount"))
+        .max_by_key(|e| event_time(e))
+        .and_then(|e| e.message.clone())
+}
+
+fn event_time(event: &Event) -> Timestamp {
+    event
+        .last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
 
 /// The view of a loader Job that `decide` needs. `None` for a Job without our annotations.
 pub fn loader_job(job: &Job, pods: &[Pod]) -> Option<LoaderJob> {

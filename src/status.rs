@@ -23,6 +23,12 @@ pub enum Progress<'a> {
         job: &'a str,
         trigger: &'a str,
     },
+    /// A loader Job's Pod cannot start until something is fixed (a missing Secret or key, an
+    /// image that cannot be pulled); `message` is the kubelet's.
+    PodBlocked {
+        job: &'a str,
+        message: String,
+    },
     /// A load is due but the running-Job caps are reached.
     WaitingForCapacity {
         message: String,
@@ -93,6 +99,18 @@ pub fn next(
             "Loading".clone_into(&mut s.status_text);
             s.last_job = Some((*job).to_owned());
         }
+        Progress::PodBlocked { job, message } => {
+            let message = format!(
+                "loader job {job} cannot start its pod: {message}; the load goes on once this is fixed"
+            );
+            set(RECONCILING, "True", "PodBlocked", message.clone());
+            // A crate that loaded before still serves that datasource.
+            if condition(prev, READY).is_none_or(|c| c.status != "True") {
+                set(READY, "False", "PodBlocked", message);
+            }
+            "Loading".clone_into(&mut s.status_text);
+            s.last_job = Some((*job).to_owned());
+        }
         Progress::WaitingForCapacity { message } => {
             set(RECONCILING, "True", "WaitingForCapacity", message.clone());
             if condition(prev, READY).is_none() {
@@ -125,25 +143,8 @@ pub fn next(
             at,
         } => {
             record_finished(&mut s, prev, job, trigger, *job_generation, result, *at);
-            let reason = outcome_reason(result.outcome);
-            if result.outcome.is_success() {
-                set(READY, "True", reason, result.message.clone());
-                set(RECONCILING, "False", reason, result.message.clone());
-                set(STALLED, "False", reason, String::new());
-            } else {
-                set(READY, "False", reason, result.message.clone());
-                if result.outcome.is_permanent() {
-                    set(RECONCILING, "False", reason, String::new());
-                    set(STALLED, "True", reason, result.message.clone());
-                } else {
-                    set(
-                        RECONCILING,
-                        "True",
-                        "RetryScheduled",
-                        format!("retrying after: {}", result.message),
-                    );
-                    set(STALLED, "False", reason, String::new());
-                }
+            for (type_, status, reason, message) in finished_conditions(result) {
+                set(type_, status, reason, message);
             }
         }
         Progress::Idle => {
@@ -160,6 +161,38 @@ pub fn next(
     }
     s.conditions = conditions;
     s
+}
+
+/// Ready, Reconciling and Stalled after a finished load.
+fn finished_conditions(
+    result: &LoadResult,
+) -> [(&'static str, &'static str, &'static str, String); 3] {
+    let reason = outcome_reason(result.outcome);
+    let message = result.message.clone();
+    if result.outcome.is_success() {
+        [
+            (READY, "True", reason, message.clone()),
+            (RECONCILING, "False", reason, message),
+            (STALLED, "False", reason, String::new()),
+        ]
+    } else if result.outcome.is_permanent() {
+        [
+            (READY, "False", reason, message.clone()),
+            (RECONCILING, "False", reason, String::new()),
+            (STALLED, "True", reason, message),
+        ]
+    } else {
+        [
+            (READY, "False", reason, message.clone()),
+            (
+                RECONCILING,
+                "True",
+                "RetryScheduled",
+                format!("retrying after: {message}"),
+            ),
+            (STALLED, "False", reason, String::new()),
+        ]
+    }
 }
 
 /// The non-condition fields a finished load changes.

@@ -166,6 +166,8 @@ enum JobPhase {
     Running,
     /// Created `age` seconds ago and still without a Pod.
     NoPod { age: i64 },
+    /// Created `age` seconds ago; its Pod exists but is not running.
+    PodPending { age: i64 },
     /// Succeeded at `at`.
     Complete { at: Timestamp },
     /// Failed at `at` (the Job controller's reason, e.g. `PodFailurePolicy`).
@@ -180,7 +182,7 @@ fn loader_job(ac: &AnalyticsCrate, trigger: &str, generation: i64, phase: JobPha
     let mut job = job::build(&source, trigger, None, &JobConfig::default()).expect("job builds");
     let created = match phase {
         JobPhase::Running => ago(30),
-        JobPhase::NoPod { age } => ago(age),
+        JobPhase::NoPod { age } | JobPhase::PodPending { age } => ago(age),
         JobPhase::Complete { at } | JobPhase::Failed { at, .. } => {
             at - SignedDuration::from_secs(20)
         }
@@ -206,6 +208,12 @@ fn loader_job(ac: &AnalyticsCrate, trigger: &str, generation: i64, phase: JobPha
             ..JobStatus::default()
         },
         JobPhase::NoPod { .. } => JobStatus::default(),
+        JobPhase::PodPending { .. } => JobStatus {
+            active: Some(1),
+            ready: Some(0),
+            start_time: Some(Time(created)),
+            ..JobStatus::default()
+        },
         JobPhase::Complete { at } => JobStatus {
             succeeded: Some(1),
             start_time: Some(Time(created)),
@@ -485,6 +493,22 @@ fn list_pods(ns: &str, job: &str, pods: &[Pod]) -> Step {
     .query(
         "labelSelector",
         format!("batch.kubernetes.io/job-name={job}"),
+    )
+}
+
+fn list_pod_mount_events(ns: &str, pod: &str, events: &[CoreEvent]) -> Step {
+    let items: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::to_value(e).expect("event serialises"))
+        .collect();
+    Step::new(
+        Method::GET,
+        format!("/api/v1/namespaces/{ns}/events"),
+        respond(list("EventList", &items)),
+    )
+    .query(
+        "fieldSelector",
+        format!("involvedObject.kind=Pod,involvedObject.name={pod},reason=FailedMount"),
     )
 }
 
@@ -786,6 +810,14 @@ fn assert_condition(
 }
 
 #[track_caller]
+fn assert_no_condition_reason(status: &AnalyticsCrateStatus, reason: &str) {
+    assert!(
+        status.conditions.iter().all(|c| c.reason != reason),
+        "no condition should have reason {reason}: {:?}",
+        status.conditions
+    );
+}
+
 fn assert_no_condition(status: &AnalyticsCrateStatus, type_: &str) {
     assert!(
         status.conditions.iter().all(|c| c.type_ != type_),
@@ -1268,6 +1300,123 @@ async fn a_job_whose_pod_a_quota_refuses_is_reported_as_quota_exceeded() {
     let ready = assert_condition(&status, "Ready", "False", "QuotaExceeded", 1);
     assert!(ready.message.contains("exceeded quota"), "{ready:?}");
     assert_condition(&status, "Reconciling", "True", "QuotaExceeded", 1);
+}
+
+/// The Pod of `job`, created but not started (`ContainerCreating`).
+fn pending_pod(job: &Job) -> Pod {
+    let job_name = job.name_any();
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(format!("{job_name}-x7k2p")),
+            namespace: job.namespace(),
+            labels: Some(BTreeMap::from([(
+                "batch.kubernetes.io/job-name".to_owned(),
+                job_name,
+            )])),
+            ..ObjectMeta::default()
+        },
+        spec: None,
+        status: Some(PodStatus {
+            phase: Some("Pending".to_owned()),
+            ..PodStatus::default()
+        }),
+    }
+}
+
+fn failed_mount(pod: &Pod, message: &str) -> CoreEvent {
+    CoreEvent {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.18b", pod.name_any())),
+            namespace: Some(NS.to_owned()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            kind: Some("Pod".to_owned()),
+            name: Some(pod.name_any()),
+            namespace: Some(NS.to_owned()),
+            ..ObjectReference::default()
+        },
+        reason: Some("FailedMount".to_owned()),
+        message: Some(message.to_owned()),
+        type_: Some("Warning".to_owned()),
+        ..CoreEvent::default()
+    }
+}
+
+const MOUNT_MESSAGE: &str =
+    "MountVolume.SetUp failed for volume \"credentials\" : secret \"demo-git\" not found";
+
+#[tokio::test]
+async fn a_loader_pod_that_cannot_mount_the_crate_secret_is_reported_with_the_kubelets_reason() {
+    let mut h = Harness::new();
+    let ac = crate_fixture()
+        .status(loading_status("generation:1"))
+        .build();
+    let stuck = loader_job(&ac, "generation:1", 1, JobPhase::PodPending { age: 90 });
+    h.watch(&stuck);
+    let pod = pending_pod(&stuck);
+    let out = h
+        .reconcile(
+            &ac,
+            vec![
+                list_pods(NS, &stuck.name_any(), std::slice::from_ref(&pod)),
+                list_pod_mount_events(NS, &pod.name_any(), &[failed_mount(&pod, MOUNT_MESSAGE)]),
+                publish_event(NS),
+                patch_status(&ac),
+            ],
+        )
+        .await;
+    // Still a load under way: once the Secret exists the Pod starts and the Job goes on.
+    assert_eq!(requeue_after(&out.action()), Some(Duration::from_secs(20)));
+    let status = out.status();
+    assert_eq!(status.status_text, "Loading");
+    let ready = assert_condition(&status, "Ready", "False", "PodBlocked", 1);
+    assert!(
+        ready.message.contains("secret \"demo-git\" not found"),
+        "{ready:?}"
+    );
+    assert_condition(&status, "Reconciling", "True", "PodBlocked", 1);
+    assert_event(&out.events()[0], "Warning", "PodBlocked", "demo-git");
+
+    // Looking again while it is still blocked repeats neither the event nor the status write.
+    let blocked = with_status(&ac, status);
+    let again = h
+        .reconcile(
+            &blocked,
+            vec![
+                list_pods(NS, &stuck.name_any(), std::slice::from_ref(&pod)),
+                list_pod_mount_events(NS, &pod.name_any(), &[failed_mount(&pod, MOUNT_MESSAGE)]),
+            ],
+        )
+        .await;
+    assert!(again.events().is_empty());
+    assert!(again.status_if_patched().is_none());
+}
+
+#[tokio::test]
+async fn a_loader_pod_that_is_slow_to_start_but_not_blocked_is_just_loading() {
+    let mut h = Harness::new();
+    let ac = crate_fixture()
+        .status(loading_status("generation:1"))
+        .build();
+    let slow = loader_job(&ac, "generation:1", 1, JobPhase::PodPending { age: 90 });
+    h.watch(&slow);
+    let pod = pending_pod(&slow);
+    let out = h
+        .reconcile(
+            &ac,
+            vec![
+                list_pods(NS, &slow.name_any(), std::slice::from_ref(&pod)),
+                list_pod_mount_events(NS, &pod.name_any(), &[]),
+                patch_status(&ac),
+            ],
+        )
+        .await;
+    assert_eq!(requeue_after(&out.action()), Some(Duration::from_secs(20)));
+    let status = out.status();
+    assert_condition(&status, "Reconciling", "True", "Loading", 1);
+    assert_no_condition_reason(&status, "PodBlocked");
+    assert!(out.events().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

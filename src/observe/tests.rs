@@ -145,3 +145,84 @@ fn a_garbled_termination_message_falls_back_to_the_exit_code() {
     );
     assert_eq!(result.outcome, Outcome::InvalidCrate);
 }
+
+fn pending_pod(container_statuses: &str) -> Pod {
+    serde_yaml::from_str(&format!(
+        "
+metadata: {{name: demo-0123456789-abcde, namespace: sde}}
+status:
+  phase: Pending
+  {container_statuses}
+"
+    ))
+    .expect("pod YAML")
+}
+
+fn event(reason: &str, message: &str, last: &str) -> k8s_openapi::api::core::v1::Event {
+    serde_yaml::from_str(&format!(
+        r#"
+metadata: {{name: e, namespace: sde}}
+involvedObject: {{kind: Pod, name: demo-0123456789-abcde}}
+reason: {reason}
+message: '{message}'
+lastTimestamp: "{last}"
+"#
+    ))
+    .expect("event YAML")
+}
+
+#[test]
+fn a_pod_waiting_for_a_missing_secret_is_blocked_with_the_newest_mount_failure() {
+    let pod = pending_pod(
+        "containerStatuses: [{name: load, image: l, imageID: '', ready: false, restartCount: 0, state: {waiting: {reason: ContainerCreating}}}]",
+    );
+    let events = [
+        event(
+            "FailedMount",
+            "secret \"old\" not found",
+            "2026-11-22T10:00:00Z",
+        ),
+        event("Scheduled", "assigned", "2026-11-22T10:05:00Z"),
+        event(
+            "FailedMount",
+            "MountVolume.SetUp failed for volume \"credentials\" : secret \"amr-git\" not found",
+            "2026-11-22T10:02:00Z",
+        ),
+    ];
+    assert_eq!(
+        pod_blocker(&pod, &events).as_deref(),
+        Some("MountVolume.SetUp failed for volume \"credentials\" : secret \"amr-git\" not found")
+    );
+}
+
+#[test]
+fn a_container_that_cannot_pull_its_image_blocks_the_pod_init_containers_first() {
+    let pod = pending_pod(
+        "initContainerStatuses: [{name: copy-loader, image: l, imageID: '', ready: false, restartCount: 0, state: {waiting: {reason: ImagePullBackOff, message: 'Back-off pulling image \"registry.invalid/loader\"'}}}]",
+    );
+    assert_eq!(
+        pod_blocker(&pod, &[]).as_deref(),
+        Some(
+            "container copy-loader: ImagePullBackOff: Back-off pulling image \"registry.invalid/loader\""
+        )
+    );
+}
+
+#[test]
+fn a_pod_that_is_merely_starting_or_already_running_is_not_blocked() {
+    let starting = pending_pod(
+        "containerStatuses: [{name: load, image: l, imageID: '', ready: false, restartCount: 0, state: {waiting: {reason: ContainerCreating}}}]",
+    );
+    assert_eq!(pod_blocker(&starting, &[]), None);
+
+    let mut running = starting.clone();
+    if let Some(status) = running.status.as_mut() {
+        status.phase = Some("Running".to_owned());
+    }
+    let stale = [event(
+        "FailedMount",
+        "secret \"amr-git\" not found",
+        "2026-11-22T10:00:00Z",
+    )];
+    assert_eq!(pod_blocker(&running, &stale), None);
+}

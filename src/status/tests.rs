@@ -299,3 +299,30 @@ fn idling_after_a_load_keeps_the_loads_reconciling_condition() {
         ("False", "Idle")
     );
 }
+
+#[test]
+fn a_blocked_loader_pod_says_why_and_a_loaded_crate_stays_ready() {
+    let blocked = Progress::PodBlocked {
+        job: "demo-abc",
+        message: "secret \"amr-git\" not found".into(),
+    };
+    let fresh = next(&AnalyticsCrateStatus::default(), 1, &blocked, at(0));
+    assert_eq!(fresh.status_text, "Loading");
+    assert_eq!(cond(&fresh, RECONCILING), ("True", "PodBlocked"));
+    assert_eq!(cond(&fresh, READY), ("False", "PodBlocked"));
+    let message = &condition(&fresh, READY).expect("Ready").message;
+    assert!(
+        message.contains("demo-abc") && message.contains("\"amr-git\" not found"),
+        "{message}"
+    );
+
+    let ready = next(
+        &AnalyticsCrateStatus::default(),
+        1,
+        &finished(&result(Outcome::Loaded, ""), "generation:1"),
+        at(1),
+    );
+    let reloading = next(&ready, 2, &blocked, at(5));
+    assert_eq!(cond(&reloading, READY), ("True", "Loaded"));
+    assert_eq!(cond(&reloading, RECONCILING), ("True", "PodBlocked"));
+}

@@ -7,7 +7,7 @@ use crate_test_support::SmartHttp;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, ListParams, PostParams};
 
-use crate::harness::cluster;
+use crate::harness::{cluster, wait_for};
 use crate::{EXAMPLE_CRATE, Fixture, META, condition};
 
 const TITLE: &str = "Antimicrobial Prescribing in Secondary Care (OMOP)";
@@ -273,6 +273,53 @@ async fn a_private_repository_is_read_with_the_namespace_secret_which_never_leak
             "the token leaked into item {i}:\n{text}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_secret_is_reported_by_name_and_the_load_goes_on_once_it_exists() {
+    const TOKEN: &str = "e2e-later-token-41b7";
+    let fx = Fixture::new("secret-later").await;
+    let http = SmartHttp::builder()
+        .basic_auth("pat", TOKEN)
+        .start(fx.repo.base_dir())
+        .expect("smart http");
+    let url = http.url(fx.repo.name());
+    // As with GitOps tools that apply the crate before its Secret.
+    fx.create_crate("omop", |c| {
+        c.spec.repo.url = url;
+        c.spec.repo.secret_name = Some("arrives-later".to_owned());
+    })
+    .await;
+    let blocked = wait_for(
+        &fx.crates,
+        "omop",
+        "Ready False with reason PodBlocked",
+        |c: Option<&AnalyticsCrate>| {
+            c.and_then(|c| c.status.as_ref())
+                .and_then(|s| condition(s, "Ready"))
+                .is_some_and(|r| r.status == "False" && r.reason == "PodBlocked")
+        },
+        || fx.context(),
+    )
+    .await;
+    let ready = condition(blocked.status.as_ref().expect("status"), "Ready").expect("Ready");
+    assert!(
+        ready.message.contains("\"arrives-later\""),
+        "the message names the missing Secret: {}",
+        ready.message
+    );
+
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "arrives-later"},
+        "stringData": {"TOKEN": TOKEN},
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(fx.client.clone(), &fx.ns.name)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+    fx.wait_ready_at("omop", &fx.head()).await;
+    assert_eq!(fx.job_names().await.len(), 1, "the same Job went on");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,10 +8,12 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{
+    Container, Event as CoreEvent, EventSource, ObjectReference, Pod, PodStatus,
+};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio::sync::watch;
 
 use super::container::{
@@ -233,11 +235,49 @@ async fn mount(
                     context
                         .shared
                         .set_activity(key, Activity::Waiting(format!("volumes: {message}")));
+                    failed_mount_event(context, pod, &message).await;
                     reported = Some(message);
                 }
                 tokio::time::sleep(MOUNT_RETRY).await;
             }
         }
+    }
+}
+
+/// Tells, as the kubelet does with a `FailedMount` Warning event on the Pod, why its volumes
+/// cannot be set up. Best effort: a lost event only hides the reason.
+async fn failed_mount_event(context: &Context, pod: &Pod, message: &str) {
+    let namespace = pod.namespace().unwrap_or_default();
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now());
+    let event = CoreEvent {
+        metadata: kube::api::ObjectMeta {
+            generate_name: Some(format!("{}.", pod.name_any())),
+            namespace: Some(namespace.clone()),
+            ..kube::api::ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Pod".to_owned()),
+            name: Some(pod.name_any()),
+            namespace: Some(namespace.clone()),
+            uid: pod.uid(),
+            ..ObjectReference::default()
+        },
+        reason: Some("FailedMount".to_owned()),
+        message: Some(format!("MountVolume.SetUp failed: {message}")),
+        type_: Some("Warning".to_owned()),
+        source: Some(EventSource {
+            component: Some("kubelet".to_owned()),
+            host: Some("crate-test-kubelet".to_owned()),
+        }),
+        count: Some(1),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        ..CoreEvent::default()
+    };
+    let events: Api<CoreEvent> = Api::namespaced(context.client.clone(), &namespace);
+    if let Err(e) = events.create(&PostParams::default(), &event).await {
+        eprintln!("kubelet: posting a FailedMount event failed: {e}");
     }
 }
 
