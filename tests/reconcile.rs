@@ -497,22 +497,22 @@ fn list_pods(ns: &str, job: &str, pods: &[Pod]) -> Step {
 }
 
 fn list_pod_mount_events(ns: &str, pod: &str, events: &[CoreEvent]) -> Step {
-    let items: Vec<Value> = events
-        .iter()
-        .map(|e| serde_json::to_value(e).expect("event serialises"))
-        .collect();
-    Step::new(
-        Method::GET,
-        format!("/api/v1/namespaces/{ns}/events"),
-        respond(list("EventList", &items)),
-    )
-    .query(
-        "fieldSelector",
+    list_events(
+        ns,
         format!("involvedObject.kind=Pod,involvedObject.name={pod},reason=FailedMount"),
+        events,
     )
 }
 
 fn list_job_events(ns: &str, job: &str, events: &[CoreEvent]) -> Step {
+    list_events(
+        ns,
+        format!("involvedObject.kind=Job,involvedObject.name={job},reason=FailedCreate"),
+        events,
+    )
+}
+
+fn list_events(ns: &str, field_selector: String, events: &[CoreEvent]) -> Step {
     let items: Vec<Value> = events
         .iter()
         .map(|e| serde_json::to_value(e).expect("event serialises"))
@@ -522,10 +522,7 @@ fn list_job_events(ns: &str, job: &str, events: &[CoreEvent]) -> Step {
         format!("/api/v1/namespaces/{ns}/events"),
         respond(list("EventList", &items)),
     )
-    .query(
-        "fieldSelector",
-        format!("involvedObject.kind=Job,involvedObject.name={job},reason=FailedCreate"),
-    )
+    .query("fieldSelector", field_selector)
 }
 
 /// The server-side apply of the crate's status; answers with the crate carrying that status.
@@ -1346,26 +1343,47 @@ fn failed_mount(pod: &Pod, message: &str) -> CoreEvent {
 const MOUNT_MESSAGE: &str =
     "MountVolume.SetUp failed for volume \"credentials\" : secret \"demo-git\" not found";
 
+/// A crate whose loader Job is 90 s old and whose Pod has not started.
+struct PendingLoad {
+    h: Harness,
+    ac: AnalyticsCrate,
+    pod: Pod,
+}
+
+impl PendingLoad {
+    fn new() -> PendingLoad {
+        let mut h = Harness::new();
+        let ac = crate_fixture()
+            .status(loading_status("generation:1"))
+            .build();
+        let job = loader_job(&ac, "generation:1", 1, JobPhase::PodPending { age: 90 });
+        h.watch(&job);
+        let pod = pending_pod(&job);
+        PendingLoad { h, ac, pod }
+    }
+
+    /// The requests that look at the Pod, which has `mount_failures` as its events; then `more`.
+    fn steps(&self, mount_failures: &[&str], more: Vec<Step>) -> Vec<Step> {
+        let job = self.pod.labels()["batch.kubernetes.io/job-name"].clone();
+        let events: Vec<CoreEvent> = mount_failures
+            .iter()
+            .map(|m| failed_mount(&self.pod, m))
+            .collect();
+        let mut steps = vec![
+            list_pods(NS, &job, std::slice::from_ref(&self.pod)),
+            list_pod_mount_events(NS, &self.pod.name_any(), &events),
+        ];
+        steps.extend(more);
+        steps
+    }
+}
+
 #[tokio::test]
 async fn a_loader_pod_that_cannot_mount_the_crate_secret_is_reported_with_the_kubelets_reason() {
-    let mut h = Harness::new();
-    let ac = crate_fixture()
-        .status(loading_status("generation:1"))
-        .build();
-    let stuck = loader_job(&ac, "generation:1", 1, JobPhase::PodPending { age: 90 });
-    h.watch(&stuck);
-    let pod = pending_pod(&stuck);
-    let out = h
-        .reconcile(
-            &ac,
-            vec![
-                list_pods(NS, &stuck.name_any(), std::slice::from_ref(&pod)),
-                list_pod_mount_events(NS, &pod.name_any(), &[failed_mount(&pod, MOUNT_MESSAGE)]),
-                publish_event(NS),
-                patch_status(&ac),
-            ],
-        )
-        .await;
+    let mut load = PendingLoad::new();
+    let ac = load.ac.clone();
+    let steps = load.steps(&[MOUNT_MESSAGE], vec![publish_event(NS), patch_status(&ac)]);
+    let out = load.h.reconcile(&ac, steps).await;
     // Still a load under way: once the Secret exists the Pod starts and the Job goes on.
     assert_eq!(requeue_after(&out.action()), Some(Duration::from_secs(20)));
     let status = out.status();
@@ -1380,38 +1398,18 @@ async fn a_loader_pod_that_cannot_mount_the_crate_secret_is_reported_with_the_ku
 
     // Looking again while it is still blocked repeats neither the event nor the status write.
     let blocked = with_status(&ac, status);
-    let again = h
-        .reconcile(
-            &blocked,
-            vec![
-                list_pods(NS, &stuck.name_any(), std::slice::from_ref(&pod)),
-                list_pod_mount_events(NS, &pod.name_any(), &[failed_mount(&pod, MOUNT_MESSAGE)]),
-            ],
-        )
-        .await;
+    let steps = load.steps(&[MOUNT_MESSAGE], Vec::new());
+    let again = load.h.reconcile(&blocked, steps).await;
     assert!(again.events().is_empty());
     assert!(again.status_if_patched().is_none());
 }
 
 #[tokio::test]
 async fn a_loader_pod_that_is_slow_to_start_but_not_blocked_is_just_loading() {
-    let mut h = Harness::new();
-    let ac = crate_fixture()
-        .status(loading_status("generation:1"))
-        .build();
-    let slow = loader_job(&ac, "generation:1", 1, JobPhase::PodPending { age: 90 });
-    h.watch(&slow);
-    let pod = pending_pod(&slow);
-    let out = h
-        .reconcile(
-            &ac,
-            vec![
-                list_pods(NS, &slow.name_any(), std::slice::from_ref(&pod)),
-                list_pod_mount_events(NS, &pod.name_any(), &[]),
-                patch_status(&ac),
-            ],
-        )
-        .await;
+    let mut load = PendingLoad::new();
+    let ac = load.ac.clone();
+    let steps = load.steps(&[], vec![patch_status(&ac)]);
+    let out = load.h.reconcile(&ac, steps).await;
     assert_eq!(requeue_after(&out.action()), Some(Duration::from_secs(20)));
     let status = out.status();
     assert_condition(&status, "Reconciling", "True", "Loading", 1);

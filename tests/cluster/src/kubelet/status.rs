@@ -361,6 +361,31 @@ mod tests {
         })
     }
 
+    fn running(pid: u32, started: i64) -> State {
+        State::Running {
+            pid,
+            started: at(started),
+        }
+    }
+
+    /// The loader Pod with its init container done and its main container running.
+    fn main_running() -> Progress {
+        let mut progress = loader_pod();
+        set(&mut progress, Slot::Init(0), terminated(7, 0, "", 1, 2));
+        set(&mut progress, Slot::Main(0), running(8, 3));
+        progress
+    }
+
+    fn terminated_state(
+        status: &k8s_openapi::api::core::v1::ContainerStatus,
+    ) -> &k8s_openapi::api::core::v1::ContainerStateTerminated {
+        status
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .expect("terminated")
+    }
+
     fn set(progress: &mut Progress, slot: Slot, state: State) {
         progress.container_mut(slot).expect("container").state = state;
     }
@@ -384,14 +409,7 @@ mod tests {
     #[test]
     fn while_the_init_container_runs_the_pod_is_pending_and_main_waits() {
         let mut progress = loader_pod();
-        set(
-            &mut progress,
-            Slot::Init(0),
-            State::Running {
-                pid: 7,
-                started: at(1),
-            },
-        );
+        set(&mut progress, Slot::Init(0), running(7, 1));
         let status = progress.to_status();
         assert_eq!(status.phase.as_deref(), Some(PENDING));
         assert_eq!(status.start_time, Some(Time(at(0))));
@@ -419,24 +437,11 @@ mod tests {
 
     #[test]
     fn after_init_succeeds_and_main_starts_the_pod_is_running_and_ready() {
-        let mut progress = loader_pod();
-        set(&mut progress, Slot::Init(0), terminated(7, 0, "", 1, 2));
-        set(
-            &mut progress,
-            Slot::Main(0),
-            State::Running {
-                pid: 8,
-                started: at(3),
-            },
-        );
+        let progress = main_running();
         let status = progress.to_status();
         assert_eq!(status.phase.as_deref(), Some(RUNNING));
         let init = &status.init_container_statuses.as_ref().expect("init")[0];
-        let t = init
-            .state
-            .as_ref()
-            .and_then(|s| s.terminated.as_ref())
-            .expect("done");
+        let t = terminated_state(init);
         assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
         assert!(init.ready);
         let main = &status.container_statuses.as_ref().expect("main")[0];
@@ -457,11 +462,7 @@ mod tests {
         let status = progress.to_status();
         assert_eq!(status.phase.as_deref(), Some(FAILED));
         let init = &status.init_container_statuses.as_ref().expect("init")[0];
-        let t = init
-            .state
-            .as_ref()
-            .and_then(|s| s.terminated.as_ref())
-            .expect("done");
+        let t = terminated_state(init);
         assert_eq!((t.exit_code, t.reason.as_deref()), (1, Some("Error")));
         let main = &status.container_statuses.as_ref().expect("main")[0];
         assert!(main.state.as_ref().expect("state").waiting.is_some());
@@ -484,11 +485,7 @@ mod tests {
             let status = progress.to_status();
             assert_eq!(status.phase.as_deref(), Some(phase));
             let main = &status.container_statuses.as_ref().expect("main")[0];
-            let t = main
-                .state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .expect("done");
+            let t = terminated_state(main);
             assert_eq!(t.exit_code, exit_code);
             assert_eq!(t.reason.as_deref(), Some(reason));
             assert_eq!(t.message.as_deref(), Some("{\"outcome\":\"x\"}"));
@@ -508,36 +505,19 @@ mod tests {
         set(&mut progress, Slot::Init(0), terminated(7, 0, "", 1, 2));
         let status = progress.to_status();
         let init = &status.init_container_statuses.as_ref().expect("init")[0];
-        let t = init
-            .state
-            .as_ref()
-            .and_then(|s| s.terminated.as_ref())
-            .expect("done");
+        let t = terminated_state(init);
         assert_eq!(t.message, None);
     }
 
     #[test]
     fn a_killed_pod_is_failed_with_sigkill_exit_codes() {
-        let mut progress = loader_pod();
-        set(&mut progress, Slot::Init(0), terminated(7, 0, "", 1, 2));
-        set(
-            &mut progress,
-            Slot::Main(0),
-            State::Running {
-                pid: 8,
-                started: at(3),
-            },
-        );
+        let mut progress = main_running();
         assert!(progress.started());
         progress.kill(at(9));
         let status = progress.to_status();
         assert_eq!(status.phase.as_deref(), Some(FAILED));
         let main = &status.container_statuses.as_ref().expect("main")[0];
-        let t = main
-            .state
-            .as_ref()
-            .and_then(|s| s.terminated.as_ref())
-            .expect("killed");
+        let t = terminated_state(main);
         assert_eq!((t.exit_code, t.signal), (137, Some(9)));
         assert_eq!(t.finished_at, Some(Time(at(9))));
     }
@@ -545,14 +525,7 @@ mod tests {
     #[test]
     fn the_status_serialises_with_the_required_container_fields() {
         let mut progress = loader_pod();
-        set(
-            &mut progress,
-            Slot::Init(0),
-            State::Running {
-                pid: 7,
-                started: at(1),
-            },
-        );
+        set(&mut progress, Slot::Init(0), running(7, 1));
         let json = serde_json::to_value(progress.to_status()).expect("serialises");
         let main = &json["containerStatuses"][0];
         assert_eq!(main["imageID"], "");
