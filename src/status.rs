@@ -163,6 +163,9 @@ pub fn next(
     s
 }
 
+/// What a person can do about a permanent failure, since the manager will not retry it.
+const STALLED_HINT: &str = "no retry until the crate's spec changes, its interval comes round or a reload is requested (kubectl annotate ac NAME xlscsde.nhs.uk/reload-requested-at=\"$(date -Is)\" --overwrite), for example after fixing its Secret";
+
 /// Ready, Reconciling and Stalled after a finished load.
 fn finished_conditions(
     result: &LoadResult,
@@ -179,7 +182,7 @@ fn finished_conditions(
         [
             (READY, "False", reason, message.clone()),
             (RECONCILING, "False", reason, String::new()),
-            (STALLED, "True", reason, message),
+            (STALLED, "True", reason, format!("{message}; {STALLED_HINT}")),
         ]
     } else {
         [

@@ -1477,8 +1477,13 @@ async fn a_permanent_failure_stalls_the_crate_and_nothing_is_retried() {
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(status.commit_id, None);
     let stalled = assert_condition(&status, "Stalled", "True", "AuthenticationFailed", 1);
-    assert_eq!(stalled.message, AUTH_MESSAGE);
-    assert_condition(&status, "Ready", "False", "AuthenticationFailed", 1);
+    assert!(
+        stalled.message.starts_with(&format!("{AUTH_MESSAGE}; no retry until")),
+        "{}",
+        stalled.message
+    );
+    let ready = assert_condition(&status, "Ready", "False", "AuthenticationFailed", 1);
+    assert_eq!(ready.message, AUTH_MESSAGE);
     assert_condition(&status, "Reconciling", "False", "AuthenticationFailed", 1);
 
     // The following reconcile (woken by that status) starts nothing and writes nothing.

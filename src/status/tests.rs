@@ -84,6 +84,12 @@ fn a_permanent_failure_stalls_and_keeps_the_last_good_commit() {
     assert_eq!(cond(&s, RECONCILING), ("False", "AuthenticationFailed"));
     assert!(is_stalled(&s));
     assert_eq!(s.failures, Some(1));
+    let stalled = &condition(&s, STALLED).expect("Stalled").message;
+    assert!(
+        stalled.starts_with("the server rejected the credentials; no retry until")
+            && stalled.contains(crate_operator_api::contract::ANNOTATION_RELOAD_REQUESTED_AT),
+        "the Stalled message says what failed and how to load again: {stalled}"
+    );
 }
 
 #[test]
