@@ -182,7 +182,12 @@ fn finished_conditions(
         [
             (READY, "False", reason, message.clone()),
             (RECONCILING, "False", reason, String::new()),
-            (STALLED, "True", reason, format!("{message}; {STALLED_HINT}")),
+            (
+                STALLED,
+                "True",
+                reason,
+                format!("{message}; {STALLED_HINT}"),
+            ),
         ]
     } else {
         [

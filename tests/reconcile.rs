@@ -1478,7 +1478,9 @@ async fn a_permanent_failure_stalls_the_crate_and_nothing_is_retried() {
     assert_eq!(status.commit_id, None);
     let stalled = assert_condition(&status, "Stalled", "True", "AuthenticationFailed", 1);
     assert!(
-        stalled.message.starts_with(&format!("{AUTH_MESSAGE}; no retry until")),
+        stalled
+            .message
+            .starts_with(&format!("{AUTH_MESSAGE}; no retry until")),
         "{}",
         stalled.message
     );
