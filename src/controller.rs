@@ -109,8 +109,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Crates (by uid) with a load finished since this process started.
     loaded: Mutex<HashSet<String>>,
-    /// Namespaces whose loader resources were applied since this process started.
-    prepared: Mutex<HashSet<String>>,
+    /// Per namespace, whether its loader resources were applied since this process started.
+    /// One cell per namespace, so concurrent reconciles there apply them once, not each.
+    prepared: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
     /// Crates (by uid) held back by the caps, for the queue gauge.
     waiting: Mutex<HashSet<String>>,
     /// Serialises "count running Jobs, then create one", so concurrent reconciles cannot
@@ -372,20 +373,16 @@ async fn start(
     }
     let in_namespace = running.values().filter(|n| n.as_str() == ns).count();
     let settings = &ctx.settings;
-    let full = if running.len() >= settings.max_running {
-        Some(format!(
-            "{} loader jobs are running, the limit is {} (--max-running-loads); the load starts when one finishes",
-            running.len(),
-            settings.max_running
-        ))
-    } else if in_namespace >= settings.max_running_per_namespace {
-        Some(format!(
-            "{in_namespace} loader jobs are running in namespace {ns}, the limit is {} (--max-running-loads-per-namespace); the load starts when one finishes",
-            settings.max_running_per_namespace
-        ))
-    } else {
-        None
-    };
+    // One message for either cap: a crate that waits long alternates between them, and a
+    // message that changed each time would cost a status write each time.
+    let full = (running.len() >= settings.max_running
+        || in_namespace >= settings.max_running_per_namespace)
+        .then(|| {
+            format!(
+                "waiting for a free loader slot: at most {} loader jobs run at once (--max-running-loads) and {} per namespace (--max-running-loads-per-namespace); the load starts when one finishes",
+                settings.max_running, settings.max_running_per_namespace
+            )
+        });
     if let Some(message) = full {
         ctx.set_waiting(uid, true);
         return Ok((
@@ -551,26 +548,26 @@ async fn publish(ctx: &Context, ac: &AnalyticsCrate, type_: EventType, reason: &
 }
 
 /// Applies the loader's ServiceAccount, Role, RoleBinding and NetworkPolicy once per namespace
-/// and process (server-side apply makes it idempotent; the cache makes it cheap).
+/// and process (server-side apply makes it idempotent; the cache makes it cheap). When many
+/// crates of a namespace start at once, one applies and the others wait for it; a failure leaves
+/// the cell empty, so the next reconcile tries again.
 async fn prepare_namespace(ctx: &Context, ns: &str) -> Result<(), Error> {
-    if ctx
+    let cell = ctx
         .prepared
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .contains(ns)
-    {
-        return Ok(());
-    }
-    let cfg = &ctx.settings.job.namespace_resources;
-    apply(ctx, ns, &loader_namespace::service_account(ns, cfg)).await?;
-    apply(ctx, ns, &loader_namespace::role(ns, cfg)).await?;
-    apply(ctx, ns, &loader_namespace::role_binding(ns, cfg)).await?;
-    apply(ctx, ns, &loader_namespace::network_policy(ns, cfg)).await?;
-    ctx.prepared
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(ns.to_owned());
-    Ok(())
+        .entry(ns.to_owned())
+        .or_default()
+        .clone();
+    cell.get_or_try_init(|| async {
+        let cfg = &ctx.settings.job.namespace_resources;
+        apply(ctx, ns, &loader_namespace::service_account(ns, cfg)).await?;
+        apply(ctx, ns, &loader_namespace::role(ns, cfg)).await?;
+        apply(ctx, ns, &loader_namespace::role_binding(ns, cfg)).await?;
+        apply(ctx, ns, &loader_namespace::network_policy(ns, cfg)).await
+    })
+    .await
+    .map(drop)
 }
 
 async fn apply<K>(ctx: &Context, ns: &str, object: &K) -> Result<(), Error>

@@ -87,8 +87,11 @@ pub fn next(
                 "Loading",
                 format!("loader job {job} is loading the crate ({trigger})"),
             );
-            // A quota refusal is over once the Job runs; before the first load, readiness is unknown.
-            if condition(prev, READY).is_none_or(|c| c.reason == "QuotaExceeded") {
+            // A wait for a quota or a slot is over once the Job runs; before the first load,
+            // readiness is unknown.
+            if condition(prev, READY).is_none_or(|c| {
+                ["QuotaExceeded", "WaitingForCapacity", "PodBlocked"].contains(&c.reason.as_str())
+            }) {
                 set(
                     READY,
                     "Unknown",

@@ -332,3 +332,26 @@ fn a_blocked_loader_pod_says_why_and_a_loaded_crate_stays_ready() {
     assert_eq!(cond(&reloading, READY), ("True", "Loaded"));
     assert_eq!(cond(&reloading, RECONCILING), ("True", "PodBlocked"));
 }
+
+#[test]
+fn once_a_waiting_crate_loads_ready_no_longer_names_the_wait() {
+    let waiting = next(
+        &AnalyticsCrateStatus::default(),
+        1,
+        &Progress::WaitingForCapacity {
+            message: "waiting for a free loader slot".into(),
+        },
+        at(0),
+    );
+    assert_eq!(cond(&waiting, READY), ("Unknown", "WaitingForCapacity"));
+    let loading = next(
+        &waiting,
+        1,
+        &Progress::Loading {
+            job: "j",
+            trigger: "generation:1",
+        },
+        at(3),
+    );
+    assert_eq!(cond(&loading, READY), ("Unknown", "Loading"));
+}
