@@ -10,10 +10,11 @@ fn the_install_applies_without_pod_security_warnings() {
     // The apiserver warns at apply time when a workload's Pod template would be refused.
     assert!(
         !cluster
-            .install_warnings
+            .install
+            .warnings
             .contains("would violate PodSecurity"),
         "{}",
-        cluster.install_warnings
+        cluster.install.warnings
     );
     let labels = kubectl_ok(cluster.plane.kubectl().args([
         "get",

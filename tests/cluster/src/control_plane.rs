@@ -28,6 +28,15 @@ const CONTROLLERS: &[&str] = &[
     "namespace-controller",
 ];
 
+/// Opt-in settings of a control plane started with [`ControlPlane::start_with`]. The default is
+/// what [`ControlPlane::start`] and [`ControlPlane::shared`] run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// An audit policy (YAML, `audit.k8s.io/v1` `Policy`). When set, kube-apiserver writes the
+    /// audit events it selects as JSON lines to [`ControlPlane::audit_log`].
+    pub audit_policy: Option<String>,
+}
+
 /// A running control plane. Dropping it stops every process and removes its files.
 pub struct ControlPlane {
     // Field order is drop order: controller-manager, apiserver, etcd, then the files.
@@ -39,6 +48,7 @@ pub struct ControlPlane {
     pki: Pki,
     bin_dir: PathBuf,
     dir: PathBuf,
+    audit_log: Option<PathBuf>,
     temp: Option<tempfile::TempDir>,
 }
 
@@ -55,12 +65,17 @@ impl ControlPlane {
 
     /// Starts a control plane owned by the caller: dropping it stops it.
     pub fn start() -> Result<ControlPlane> {
+        Self::start_with(&Options::default())
+    }
+
+    /// Like [`ControlPlane::start`], with `options`.
+    pub fn start_with(options: &Options) -> Result<ControlPlane> {
         let temp = tempfile::Builder::new()
             .prefix("crate-operator-e2e-")
             .tempdir()
             .map_err(|e| error(format!("failed to make a directory: {e}")))?;
         let dir = temp.path().to_owned();
-        let mut plane = Self::start_in(dir, false)?;
+        let mut plane = Self::start_in(dir, false, options)?;
         plane.temp = Some(temp);
         Ok(plane)
     }
@@ -73,10 +88,10 @@ impl ControlPlane {
             .tempdir()
             .map_err(|e| error(format!("failed to make a directory: {e}")))?
             .keep();
-        Self::start_in(dir, true)
+        Self::start_in(dir, true, &Options::default())
     }
 
-    fn start_in(dir: PathBuf, cleanup_on_exit: bool) -> Result<ControlPlane> {
+    fn start_in(dir: PathBuf, cleanup_on_exit: bool, options: &Options) -> Result<ControlPlane> {
         let bin_dir = binaries()?;
         let pki = certs::write(&dir)?;
 
@@ -91,7 +106,22 @@ impl ControlPlane {
         )?;
         let etcd_url = etcd.wait_for_line("client-url=", READY_TIMEOUT)?;
 
-        let (apiserver, server_url) = start_apiserver(&bin_dir, &dir, &pki, &etcd_url)?;
+        let mut extra_args = Vec::new();
+        let mut audit_log = None;
+        if let Some(policy) = &options.audit_policy {
+            let policy_file = dir.join("audit-policy.yaml");
+            std::fs::write(&policy_file, policy)
+                .map_err(|e| error(format!("failed to write {}: {e}", policy_file.display())))?;
+            let log = dir.join("audit.log");
+            extra_args.push(format!("--audit-policy-file={}", policy_file.display()));
+            extra_args.push(format!("--audit-log-path={}", log.display()));
+            // Every event, synchronously and unrotated: readers count them all.
+            extra_args.push("--audit-log-mode=blocking".to_owned());
+            extra_args.push("--audit-log-maxsize=0".to_owned());
+            audit_log = Some(log);
+        }
+        let (apiserver, server_url) =
+            start_apiserver(&bin_dir, &dir, &pki, &etcd_url, &extra_args)?;
         let kubeconfig = dir.join("admin.kubeconfig");
         write_kubeconfig(&kubeconfig, &server_url, &pki)?;
 
@@ -104,6 +134,7 @@ impl ControlPlane {
             pki,
             bin_dir,
             dir,
+            audit_log,
             temp: None,
         };
         plane.wait_until_ready()?;
@@ -128,6 +159,11 @@ impl ControlPlane {
     /// Where the control plane's files and logs are.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The audit log, when started with an audit policy ([`Options::audit_policy`]).
+    pub fn audit_log(&self) -> Option<&Path> {
+        self.audit_log.as_deref()
     }
 
     /// A `kubectl` of the same Kubernetes version, pointed at this control plane as administrator.
@@ -217,9 +253,10 @@ fn build_binaries() -> Result<PathBuf> {
     Ok(PathBuf::from(dir))
 }
 
-/// A port that was free a moment ago. The apiserver cannot report the port it bound, so there is
-/// a small window for another process to take it; [`start_apiserver`] retries if that happens.
-fn free_port() -> Result<u16> {
+/// A port on 127.0.0.1 that was free a moment ago. The apiserver cannot report the port it
+/// bound, so there is a small window for another process to take it; [`start_apiserver`]
+/// retries if that happens.
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .map_err(|e| error(format!("failed to find a free port: {e}")))?;
     Ok(listener
@@ -233,11 +270,12 @@ fn start_apiserver(
     dir: &Path,
     pki: &Pki,
     etcd_url: &str,
+    extra_args: &[String],
 ) -> Result<(Guarded, String)> {
     let mut last_error = None;
     for _ in 0..3 {
         let port = free_port()?;
-        let args = vec![
+        let mut args = vec![
             format!("--etcd-servers={etcd_url}"),
             "--bind-address=127.0.0.1".to_owned(),
             "--advertise-address=127.0.0.1".to_owned(),
@@ -264,6 +302,7 @@ fn start_apiserver(
             "--profiling=false".to_owned(),
             "--endpoint-reconciler-type=none".to_owned(),
         ];
+        args.extend_from_slice(extra_args);
         let mut apiserver = Guarded::spawn(
             "kube-apiserver",
             &bin_dir.join("kube-apiserver"),

@@ -146,6 +146,11 @@ impl Guarded {
 }
 
 impl Guarded {
+    /// The pid of the guard shell; the process itself is its child.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The file its stdout and stderr go to.
     pub fn log(&self) -> &Path {
         &self.log

@@ -16,14 +16,21 @@
 //!   crate's Secret, and a real projected service-account token from the TokenRequest API), and
 //!   reports their exit codes and termination messages in the Pod's status, so the real Job
 //!   controller completes or fails the Job.
+//! - [`operator`] installs the operator on a control plane (`deploy/`), finds the built loader
+//!   and runs `crate-operator run` processes as the install's ServiceAccount: what the
+//!   end-to-end tests and the scale benchmark share.
+//! - [`audit`] counts a user's requests in the apiserver's audit log, for a control plane
+//!   started with an audit policy ([`Options`]).
 #![forbid(unsafe_code)]
 
+pub mod audit;
 mod certs;
 mod control_plane;
 mod guard;
 mod kubelet;
+pub mod operator;
 
-pub use control_plane::{ControlPlane, binaries};
+pub use control_plane::{ControlPlane, Options, binaries, free_port};
 pub use guard::{Guarded, log_tail};
 pub use kubelet::{Kubelet, KubeletConfig, PodRun};
 

@@ -1,0 +1,174 @@
+//! The benchmark's fixture and what it records besides timings: the namespaces and crates it
+//! creates, the machine it ran on, the loader Pods that ran, and the managers' log problems.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use crate_operator_api::{AnalyticsCrate, AnalyticsCrateSpec, RepoSpec};
+use crate_test_cluster::Kubelet;
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ObjectMeta, PostParams};
+
+use crate::Config;
+
+/// Crates and namespaces created at once.
+const CREATE_CONCURRENCY: usize = 32;
+/// Where cr8tor puts the metadata file, as `spec.path`.
+const PATH: &str = "/bagit/data/ro-crate-metadata.json";
+
+/// The machine and the versions.
+pub struct Facts {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory: String,
+    pub kubernetes: String,
+    pub commit: String,
+}
+
+impl Facts {
+    pub async fn gather(client: &kube::Client) -> anyhow::Result<Facts> {
+        let proc_line = |file: &str, key: &str| {
+            std::fs::read_to_string(file)
+                .ok()
+                .and_then(|t| t.lines().find(|l| l.starts_with(key)).map(str::to_owned))
+                .and_then(|l| l.split_once(':').map(|(_, v)| v.trim().to_owned()))
+                .unwrap_or_default()
+        };
+        let commit = std::process::Command::new("git")
+            .args(["describe", "--always", "--dirty"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        Ok(Facts {
+            cpus: std::thread::available_parallelism().map_or(0, usize::from),
+            cpu_model: proc_line("/proc/cpuinfo", "model name"),
+            memory: proc_line("/proc/meminfo", "MemTotal"),
+            kubernetes: client.apiserver_version().await?.git_version,
+            commit,
+        })
+    }
+}
+
+/// Namespace `i` of the benchmark.
+pub fn namespace(i: usize) -> String {
+    format!("scale-{i:03}")
+}
+
+/// The namespaces (Pod Security "restricted", like a real crate namespace) and the crates,
+/// `CREATE_CONCURRENCY` requests at a time.
+pub async fn create_crates(
+    config: &Config,
+    client: &kube::Client,
+    url: &str,
+) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let names: Vec<String> = (0..config.namespaces()).map(namespace).collect();
+    futures::stream::iter(names.iter().map(|name| {
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(BTreeMap::from([(
+                    "pod-security.kubernetes.io/enforce".to_owned(),
+                    "restricted".to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        let namespaces = namespaces.clone();
+        async move { namespaces.create(&PostParams::default(), &namespace).await }
+    }))
+    .buffer_unordered(CREATE_CONCURRENCY)
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .context("failed to create a namespace")?;
+
+    futures::stream::iter((0..config.crates).map(|i| {
+        let namespace = &names[i / config.per_namespace];
+        let crates: Api<AnalyticsCrate> = Api::namespaced(client.clone(), namespace);
+        let object = analytics_crate(&format!("crate-{i:04}"), url);
+        async move { crates.create(&PostParams::default(), &object).await }
+    }))
+    .buffer_unordered(CREATE_CONCURRENCY)
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .context("failed to create a crate")?;
+    Ok(())
+}
+
+fn analytics_crate(name: &str, url: &str) -> AnalyticsCrate {
+    AnalyticsCrate {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        spec: AnalyticsCrateSpec {
+            display_name: None,
+            description: None,
+            path: PATH.to_owned(),
+            repo: RepoSpec {
+                url: url.to_owned(),
+                branch: "main".to_owned(),
+                secret_name: None,
+                secret_key: "TOKEN".to_owned(),
+            },
+            suspend: None,
+            interval: None,
+        },
+        status: None,
+    }
+}
+
+/// Loader Pods run by the stand-in, and how many of them failed.
+pub fn loader_runs(config: &Config, kubelet: &Kubelet) -> (usize, usize) {
+    let runs: Vec<_> = (0..config.namespaces())
+        .flat_map(|i| kubelet.runs(&namespace(i)))
+        .collect();
+    let failed = runs.iter().filter(|r| r.exit_code != Some(0)).count();
+    (runs.len(), failed)
+}
+
+/// WARN and ERROR lines in a manager's JSON log.
+pub struct LogProblems {
+    pub warnings: usize,
+    pub errors: usize,
+    /// A few distinct messages.
+    pub samples: Vec<String>,
+    pub path: PathBuf,
+}
+
+pub fn log_problems(path: &Path) -> LogProblems {
+    let mut problems = LogProblems {
+        warnings: 0,
+        errors: 0,
+        samples: Vec::new(),
+        path: path.to_owned(),
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for line in text.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match event["level"].as_str() {
+            Some("WARN") => problems.warnings += 1,
+            Some("ERROR") => problems.errors += 1,
+            _ => continue,
+        }
+        let message = format!(
+            "{} {}",
+            event["message"].as_str().unwrap_or_default(),
+            event["error"].as_str().unwrap_or_default()
+        );
+        if problems.samples.len() < 5 && !problems.samples.contains(&message) {
+            problems.samples.push(message);
+        }
+    }
+    problems
+}
