@@ -20,6 +20,8 @@ use crate::controller::FIELD_MANAGER;
 pub struct Leadership {
     is_leader: watch::Receiver<bool>,
     task: JoinHandle<Result<LeaseManager, LeaseManagerError>>,
+    /// The task of [`Leadership::stop_on_loss`]; it holds a receiver too.
+    loss_watch: Option<JoinHandle<()>>,
 }
 
 /// Waits until this replica holds the Lease, or until `stop` turns true (then `None`).
@@ -53,24 +55,36 @@ pub async fn acquire(
         return Ok(None);
     }
     info!(identity, lease = lease_name, "acquired the leader lease");
-    Ok(Some(Leadership { is_leader, task }))
+    Ok(Some(Leadership {
+        is_leader,
+        task,
+        loss_watch: None,
+    }))
 }
 
 impl Leadership {
     /// Sends `true` on `stop` when the Lease is lost.
-    pub fn stop_on_loss(&self, stop: watch::Sender<bool>) {
+    pub fn stop_on_loss(&mut self, stop: watch::Sender<bool>) {
         let mut lost = self.is_leader.clone();
-        tokio::spawn(async move {
+        self.loss_watch = Some(tokio::spawn(async move {
             if lost.wait_for(|leader| !*leader).await.is_ok() {
                 error!("lost the leader lease; stopping");
                 let _ = stop.send(true);
             }
-        });
+        }));
     }
 
     /// Releases the Lease; returns whether it had been lost before.
+    ///
+    /// kube-lease-manager releases the Lease and ends its task only once every receiver of its
+    /// leadership channel is gone, so the loss watcher's copy must go first: left alive, it
+    /// would make this wait forever and the hand-over wait for the Lease to expire.
     pub async fn release(self) -> bool {
         let lost = !*self.is_leader.borrow();
+        if let Some(watch) = self.loss_watch {
+            watch.abort();
+            let _ = watch.await;
+        }
         drop(self.is_leader);
         let _ = self.task.await;
         lost

@@ -129,7 +129,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             stop_rx.clone(),
         )
         .await?;
-        let Some(lead) = acquired else { return Ok(()) };
+        let Some(mut lead) = acquired else {
+            return Ok(());
+        };
         ready.store(false, Ordering::Release);
         lead.stop_on_loss(stop_tx.clone());
         leadership = Some(lead);

@@ -83,7 +83,13 @@ async fn two_managers_elect_one_leader_and_the_other_takes_over_when_it_stops() 
         .iter()
         .position(|m| m.identity == first)
         .expect("leader is ours");
-    fx.managers.remove(leader).stop();
+    let stopped = fx.managers.remove(leader).stop();
+    // SIGTERM makes the leader release the Lease and exit on its own; the harness's SIGKILL,
+    // 10 s later, would show here as a failure (and the hand-over would wait for expiry).
+    assert!(
+        stopped.is_some_and(|s| s.success()),
+        "the leader did not shut down cleanly: {stopped:?}"
+    );
     let second = wait_for(
         &leases,
         "crate-operator",

@@ -156,9 +156,11 @@ impl Guarded {
         &self.log
     }
 
-    /// Stops it now (SIGTERM, as a Pod's container would get) and waits for it to exit.
-    pub fn stop(self) {
-        drop(self);
+    /// Stops it now (SIGTERM, as a Pod's container would get), waits for it to exit, and says how
+    /// it ended.
+    pub fn stop(mut self) -> Option<ExitStatus> {
+        drop(self.stdin.take());
+        self.child.wait().ok()
     }
 }
 

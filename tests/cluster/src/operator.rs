@@ -294,11 +294,9 @@ impl Manager {
         log_tail(&self.spec.log, 30)
     }
 
-    /// Stops it with SIGTERM, as Kubernetes stops a Pod, and waits for it to exit.
-    pub fn stop(mut self) {
-        if let Some(process) = self.process.take() {
-            process.stop();
-        }
+    /// Stops it with SIGTERM, as Kubernetes stops a Pod, waits for it to exit, and says how.
+    pub fn stop(mut self) -> Option<std::process::ExitStatus> {
+        self.process.take().and_then(Guarded::stop)
     }
 
     /// The pid of the manager itself (not of the guard shell around it).
