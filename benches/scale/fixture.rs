@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use crate_operator_api::{AnalyticsCrate, AnalyticsCrateSpec, RepoSpec};
+use crate_operator_api::AnalyticsCrate;
 use crate_test_cluster::Kubelet;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
@@ -91,7 +91,8 @@ pub async fn create_crates(
     futures::stream::iter((0..config.crates).map(|i| {
         let namespace = &names[i / config.per_namespace];
         let crates: Api<AnalyticsCrate> = Api::namespaced(client.clone(), namespace);
-        let object = analytics_crate(&format!("crate-{i:04}"), url);
+        let object =
+            crate_test_cluster::operator::analytics_crate(&format!("crate-{i:04}"), url, PATH);
         async move { crates.create(&PostParams::default(), &object).await }
     }))
     .buffer_unordered(CREATE_CONCURRENCY)
@@ -101,29 +102,6 @@ pub async fn create_crates(
     .collect::<Result<Vec<_>, _>>()
     .context("failed to create a crate")?;
     Ok(())
-}
-
-fn analytics_crate(name: &str, url: &str) -> AnalyticsCrate {
-    AnalyticsCrate {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..ObjectMeta::default()
-        },
-        spec: AnalyticsCrateSpec {
-            display_name: None,
-            description: None,
-            path: PATH.to_owned(),
-            repo: RepoSpec {
-                url: url.to_owned(),
-                branch: "main".to_owned(),
-                secret_name: None,
-                secret_key: "TOKEN".to_owned(),
-            },
-            suspend: None,
-            interval: None,
-        },
-        status: None,
-    }
 }
 
 /// Loader Pods run by the stand-in, and how many of them failed.

@@ -9,11 +9,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate_operator_api::{AnalyticsCrate, AnalyticsCrateSpec, RepoSpec};
 pub use crate_test_cluster::operator::{INSTALL_NAMESPACE, Manager, Output, kubectl_ok};
 use crate_test_cluster::operator::{Install, ManagerSpec, kubectl_with_input, loader_kubelet};
 use crate_test_cluster::{ControlPlane, Kubelet};
-use kube::api::{Api, ObjectMeta};
+use kube::api::Api;
 use kube::runtime::wait::{Condition, await_condition};
 
 /// How long a test waits for something the system should do in a second or two. Generous for a
@@ -152,29 +151,7 @@ pub async fn admin() -> kube::Client {
     cluster().plane.admin_client().await.expect("admin client")
 }
 
-/// An AnalyticsCrate named `name` loading `path` from `url` on `main`.
-pub fn analytics_crate(name: &str, url: &str, path: &str) -> AnalyticsCrate {
-    AnalyticsCrate {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..ObjectMeta::default()
-        },
-        spec: AnalyticsCrateSpec {
-            display_name: None,
-            description: None,
-            path: path.to_owned(),
-            repo: RepoSpec {
-                url: url.to_owned(),
-                branch: "main".to_owned(),
-                secret_name: None,
-                secret_key: "TOKEN".to_owned(),
-            },
-            suspend: None,
-            interval: None,
-        },
-        status: None,
-    }
-}
+pub use crate_test_cluster::operator::analytics_crate;
 
 /// Waits until the object `name` satisfies `condition`; on time-out, fails with what it looked
 /// like last and `context` (e.g. the manager's log).

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
+use crate_operator_api::{AnalyticsCrate, AnalyticsCrateSpec, RepoSpec};
+
 use crate::{ControlPlane, Guarded, Kubelet, KubeletConfig, Result, error, log_tail};
 
 /// Namespace of the install (`deploy/namespace.yaml`).
@@ -426,6 +428,30 @@ fn clock_ticks_per_second() -> u64 {
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .filter(|&hz| hz > 0)
         .unwrap_or(100)
+}
+
+/// An AnalyticsCrate named `name` loading `path` from `url` on `main`, public (no Secret).
+pub fn analytics_crate(name: &str, url: &str, path: &str) -> AnalyticsCrate {
+    AnalyticsCrate {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..kube::api::ObjectMeta::default()
+        },
+        spec: AnalyticsCrateSpec {
+            display_name: None,
+            description: None,
+            path: path.to_owned(),
+            repo: RepoSpec {
+                url: url.to_owned(),
+                branch: "main".to_owned(),
+                secret_name: None,
+                secret_key: "TOKEN".to_owned(),
+            },
+            suspend: None,
+            interval: None,
+        },
+        status: None,
+    }
 }
 
 #[cfg(test)]
