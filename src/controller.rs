@@ -116,7 +116,7 @@ pub struct Context {
     waiting: Mutex<HashSet<String>>,
     /// Serialises "count running Jobs, then create one", so concurrent reconciles cannot
     /// overshoot the caps; also remembers Jobs created but not yet seen by the watch.
-    starting: tokio::sync::Mutex<HashMap<String, (String, Instant)>>,
+    starting: tokio::sync::Mutex<HashMap<String, Starting>>,
 }
 
 impl Context {
@@ -327,6 +327,14 @@ async fn act(
     })
 }
 
+/// A loader Job created by this process that the Job watch may not have delivered yet.
+struct Starting {
+    namespace: String,
+    crate_uid: String,
+    trigger: String,
+    at: Instant,
+}
+
 /// What starting a load led to (owned, unlike [`Progress`]).
 enum Started {
     Loading { job: String, trigger: String },
@@ -371,6 +379,15 @@ async fn start(
     if running.contains_key(&name) {
         return Ok((loading(), Action::await_change()));
     }
+    // One Job at a time per crate: one started a moment ago for another trigger (say a resync
+    // and a reload at once) is not in the watch cache yet, but it is running.
+    if let Some((job, started)) = starting.iter().find(|(_, s)| s.crate_uid == uid) {
+        let loading = Started::Loading {
+            job: job.clone(),
+            trigger: started.trigger.clone(),
+        };
+        return Ok((loading, Action::await_change()));
+    }
     let in_namespace = running.values().filter(|n| n.as_str() == ns).count();
     let settings = &ctx.settings;
     // One message for either cap: a crate that waits long alternates between them, and a
@@ -394,7 +411,15 @@ async fn start(
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     match api.create(&PostParams::default(), &job).await {
         Ok(_) => {
-            starting.insert(name.clone(), (ns.to_owned(), Instant::now()));
+            starting.insert(
+                name.clone(),
+                Starting {
+                    namespace: ns.to_owned(),
+                    crate_uid: uid.to_owned(),
+                    trigger: trigger.to_owned(),
+                    at: Instant::now(),
+                },
+            );
             drop(starting);
             ctx.metrics.jobs_started.inc();
             info!(namespace = ns, name = %ac.name_any(), job = %name, trigger, "started loader job");
@@ -438,7 +463,7 @@ async fn start(
 /// created so recently that the watch has not delivered them.
 fn running_jobs(
     ctx: &Context,
-    starting: &mut HashMap<String, (String, Instant)>,
+    starting: &mut HashMap<String, Starting>,
 ) -> HashMap<String, String> {
     let mut running: HashMap<String, String> = ctx
         .jobs
@@ -448,10 +473,9 @@ fn running_jobs(
         .map(|j| (j.name_any(), j.namespace().unwrap_or_default()))
         .collect();
     let known: HashSet<String> = ctx.jobs.state().iter().map(|j| j.name_any()).collect();
-    starting
-        .retain(|name, (_, at)| !known.contains(name) && at.elapsed() < Duration::from_secs(60));
-    for (name, (ns, _)) in starting.iter() {
-        running.insert(name.clone(), ns.clone());
+    starting.retain(|name, s| !known.contains(name) && s.at.elapsed() < Duration::from_secs(60));
+    for (name, s) in starting.iter() {
+        running.insert(name.clone(), s.namespace.clone());
     }
     running
 }

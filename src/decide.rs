@@ -115,7 +115,9 @@ pub fn decide(o: &Observation<'_>) -> Decision {
 /// The newest finished Job, unless the status already describes it. Older finished Jobs are
 /// history: the newest one supersedes them.
 fn unrecorded(o: &Observation<'_>) -> Option<Decision> {
-    let newest = o.jobs.iter().max_by_key(|j| j.created)?;
+    // Creation times have whole seconds: the name breaks ties, so every reconcile agrees on
+    // which Job is the newest.
+    let newest = o.jobs.iter().max_by_key(|j| (j.created, &j.name))?;
     let JobState::Finished { result, at } = &newest.state else {
         return None;
     };

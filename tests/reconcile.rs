@@ -1000,6 +1000,27 @@ async fn the_loader_namespace_resources_are_applied_once_per_namespace_and_a_job
 }
 
 #[tokio::test]
+async fn a_reload_asked_for_while_a_just_started_job_is_not_yet_watched_waits_for_that_job() {
+    let mut h = Harness::new();
+    // Loaded by an earlier manager process: this one starts a resync Job on first sight.
+    let ac = crate_fixture().status(ready_status(1)).build();
+    let mut steps = start_steps(true);
+    steps.push(patch_status(&ac));
+    let first = h.reconcile(&ac, steps).await;
+    let started = first.created_job().name_any();
+
+    // A reload arrives before the Job watch has delivered that Job: no second Job for the crate.
+    let mut reloaded = with_status(&ac, first.status());
+    reloaded.metadata.annotations = Some(std::collections::BTreeMap::from([(
+        ANNOTATION_RELOAD_REQUESTED_AT.to_owned(),
+        "2026-11-22T13:00:00Z".to_owned(),
+    )]));
+    let again = h.reconcile(&reloaded, Vec::new()).await;
+    assert_eq!(again.action(), Action::await_change());
+    assert_eq!(h.ctx.metrics.jobs_started.get(), 1, "still only {started}");
+}
+
+#[tokio::test]
 async fn without_manage_loader_namespaces_no_namespace_resources_are_applied() {
     let mut h = Harness::with(Settings {
         manage_loader_namespaces: false,
