@@ -6,13 +6,14 @@
 //! apply, plus events). Everything that needs the API lives here; the steps it calls are pure
 //! and unit-tested on their own.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate_operator_api::contract::ANNOTATION_RELOAD_REQUESTED_AT;
 use crate_operator_api::{AnalyticsCrate, AnalyticsCrateStatus};
+use futures::channel::mpsc;
 use futures::{Future, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
@@ -46,8 +47,11 @@ pub const FIELD_MANAGER: &str = "crate-operator";
 /// How long a loader Job may sit without a running Pod before the manager looks for why (see
 /// [`pending`]).
 const POD_GRACE: Duration = Duration::from_secs(20);
-/// How often a crate held back by the caps or a quota is looked at again.
+/// How often a crate held back by the caps is looked at again, in case no finished load woke
+/// it (see [`Context::wake_waiting`]).
 const WAIT_RECHECK: Duration = Duration::from_secs(15);
+/// How many waiting crates a finished load wakes.
+const WAKE_PER_FINISHED_LOAD: usize = 3;
 /// A change to a ResourceQuota in its namespace wakes a crate held back by a quota at once; this
 /// recheck only covers a missed watch event.
 const QUOTA_RECHECK: Duration = Duration::from_secs(60);
@@ -112,8 +116,12 @@ pub struct Context {
     /// Per namespace, whether its loader resources were applied since this process started.
     /// One cell per namespace, so concurrent reconciles there apply them once, not each.
     prepared: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
-    /// Crates (by uid) held back by the caps, for the queue gauge.
-    waiting: Mutex<HashSet<String>>,
+    /// Crates held back by the caps, in the order they were turned away, for the queue gauge
+    /// and so that a freed slot goes to those that waited longest.
+    waiting: Mutex<VecDeque<(String, ObjectRef<AnalyticsCrate>)>>,
+    /// Wakes waiting crates when a load finishes (the controller's `reconcile_on` stream).
+    wake: mpsc::UnboundedSender<ObjectRef<AnalyticsCrate>>,
+    woken: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<AnalyticsCrate>>>>,
     /// Serialises "count running Jobs, then create one", so concurrent reconciles cannot
     /// overshoot the caps; also remembers Jobs created but not yet seen by the watch.
     starting: tokio::sync::Mutex<HashMap<String, Starting>>,
@@ -127,6 +135,7 @@ impl Context {
         recorder: Recorder,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let (wake, woken) = mpsc::unbounded();
         Context {
             client,
             settings,
@@ -137,20 +146,49 @@ impl Context {
             loaded: Mutex::default(),
             prepared: Mutex::default(),
             waiting: Mutex::default(),
+            wake,
+            woken: Mutex::new(Some(woken)),
             starting: tokio::sync::Mutex::default(),
         }
     }
 
-    fn set_waiting(&self, uid: &str, waiting: bool) {
-        let mut set = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        if waiting {
-            set.insert(uid.to_owned())
-        } else {
-            set.remove(uid)
-        };
+    /// Records that the crate `uid` is held back by the caps (`Some`) or no longer (`None`).
+    fn set_waiting(&self, uid: &str, waiting: Option<ObjectRef<AnalyticsCrate>>) {
+        let mut queue = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.retain(|(u, _)| u != uid);
+        if let Some(object) = waiting {
+            queue.push_back((uid.to_owned(), object));
+        }
+        self.update_waiting_gauge(queue.len());
+    }
+
+    /// The crates [`Context::wake_waiting`] wakes, for the controller to reconcile; `None` once
+    /// taken.
+    pub fn take_woken(&self) -> Option<mpsc::UnboundedReceiver<ObjectRef<AnalyticsCrate>>> {
+        self.woken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// A load finished, so a slot is free: wake the crates that have waited longest. A few, as
+    /// the first may still be held back by its namespace's cap; the others wait again.
+    fn wake_waiting(&self) {
+        let mut queue = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        for _ in 0..WAKE_PER_FINISHED_LOAD {
+            let Some((_, object)) = queue.pop_front() else {
+                break;
+            };
+            // Only fails once the controller has stopped, when nothing needs waking.
+            let _ = self.wake.unbounded_send(object);
+        }
+        self.update_waiting_gauge(queue.len());
+    }
+
+    fn update_waiting_gauge(&self, len: usize) {
         self.metrics
             .crates_waiting
-            .set(i64::try_from(set.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(len).unwrap_or(i64::MAX));
     }
 }
 
@@ -228,7 +266,7 @@ async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, E
 
     // Decide, then act.
     let decision = decide::decide(&observation);
-    ctx.set_waiting(&uid, false);
+    ctx.set_waiting(&uid, None);
     let (next, action) = act(ctx, ac, &ns, &uid, &jobs, &prev, decision).await?;
 
     // Report.
@@ -297,6 +335,7 @@ async fn act(
                 return Ok((prev.clone(), Action::requeue(Duration::from_secs(1))));
             };
             record_outcome(ctx, ac, job, &result).await;
+            ctx.wake_waiting();
             ctx.loaded
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -401,7 +440,7 @@ async fn start(
             )
         });
     if let Some(message) = full {
-        ctx.set_waiting(uid, true);
+        ctx.set_waiting(uid, Some(ObjectRef::from_obj(ac)));
         return Ok((
             Started::WaitingForCapacity(message),
             Action::requeue(WAIT_RECHECK),
@@ -701,8 +740,13 @@ pub async fn run(
         recorder,
         metrics,
     ));
+    let woken = ctx.take_woken();
     let controller =
         Controller::new(crates, watcher::Config::default().any_semantic()).owns_stream(job_events);
+    let controller = match woken {
+        Some(woken) => controller.reconcile_on(woken),
+        None => controller,
+    };
     let crate_store = controller.store();
     // A quota raised, or freed by finished Jobs, lets held-back crates start without waiting
     // for their recheck.

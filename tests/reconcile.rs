@@ -1817,6 +1817,37 @@ async fn a_crate_waiting_for_capacity_is_not_rewritten_and_starts_once_a_job_fin
 }
 
 #[tokio::test]
+async fn a_finished_load_wakes_the_crates_that_waited_longest_for_its_slot() {
+    let mut h = Harness::with(Settings {
+        manage_loader_namespaces: false,
+        max_running: 1,
+        ..settings()
+    });
+    let mut woken = h.ctx.take_woken().expect("the wake stream");
+    // `other` is loading and holds the only slot; `demo` waits for it.
+    let other = crate_fixture()
+        .named("other", "0d7e3c51-7a1b-4a4b-8f0e-5a4c3b2a1f00")
+        .status(loading_status("generation:1"))
+        .build();
+    h.watch(&loader_job(&other, "generation:1", 1, JobPhase::Running));
+    let demo = crate_fixture().build();
+    let out = h.reconcile(&demo, vec![patch_status(&demo)]).await;
+    assert_condition(
+        &out.status(),
+        "Reconciling",
+        "True",
+        "WaitingForCapacity",
+        1,
+    );
+    assert_eq!(h.ctx.metrics.crates_waiting.get(), 1);
+
+    record_success(&mut h, &other, "generation:1").await;
+    let next = woken.try_recv().expect("a crate was woken");
+    assert_eq!(next.name, NAME);
+    assert_eq!(h.ctx.metrics.crates_waiting.get(), 0);
+}
+
+#[tokio::test]
 async fn at_the_global_cap_no_job_is_created_and_the_crate_waits() {
     let mut h = Harness::with(Settings {
         manage_loader_namespaces: false,
