@@ -689,8 +689,8 @@ fn held_by_quota(
         .filter(|ac| {
             ac.status
                 .as_ref()
-                .and_then(|s| status::condition(s, status::RECONCILING))
-                .is_some_and(|c| c.reason == "QuotaExceeded")
+                .and_then(|s| condition_reason(s, status::RECONCILING))
+                == Some("QuotaExceeded")
         })
         .map(|ac| ObjectRef::from_obj(ac.as_ref()))
         .collect()
