@@ -52,6 +52,11 @@ pub mod credential_files {
 /// Job's work area must hold this much.
 pub const DEFAULT_MAX_TRANSFER_BYTES: u64 = 512 * 1024 * 1024;
 
+/// The loader's default memory budget for one fetch (`--max-memory-bytes`), enforced on its fetch
+/// worker process; the loader container's memory limit must leave room above it for the loader
+/// itself.
+pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 384 * 1024 * 1024;
+
 /// Annotation: repository URL the datasource was loaded from, credentials stripped.
 pub const ANNOTATION_SOURCE_URL: &str = "xlscsde.nhs.uk/source-url";
 /// Annotation: `<branch>@sha1:<commit>` that was loaded.

@@ -42,6 +42,9 @@ pub enum Command {
     /// transport, path, host key); 15 datasource conflict — all permanent. 20 fetch failed;
     /// 21 apply failed; 22 timed out; 23 internal error — transient. 2 is a usage error.
     Load(Box<LoadArgs>),
+    /// Internal: the memory-capped child process `preview` and `load` run the fetch in.
+    #[command(hide = true)]
+    FetchWorker(Box<WorkerArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +61,16 @@ pub struct LogArgs {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+impl LogFormat {
+    /// The flag value that selects this format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 /// Where the crate lives and how to fetch it (shared by `preview` and `load`).
@@ -87,8 +100,8 @@ pub struct SourceArgs {
     /// Allow unencrypted git:// and http:// (local testing only).
     #[arg(long, env = "CRATE_LOADER_ALLOW_INSECURE_TRANSPORT")]
     pub allow_insecure_transport: bool,
-    /// Give up after this long, whatever is happening (e.g. `90s`, `5m`).
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, env = "CRATE_LOADER_TIMEOUT")]
+    /// Give up after this long, whatever is happening (e.g. `90s`, `5m`; at most 24h).
+    #[arg(long, default_value = "5m", value_parser = parse_timeout, env = "CRATE_LOADER_TIMEOUT")]
     pub timeout: Duration,
     /// Directory for the temporary bare repository (default: the system temp directory).
     #[arg(long, env = "CRATE_LOADER_WORK_DIR")]
@@ -103,10 +116,22 @@ pub struct SourceArgs {
     pub limits: LimitArgs,
 }
 
+/// Longest accepted `--timeout`: a load is minutes; a typo (`5000h`) should not look like one.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if timeout.is_zero() || timeout > MAX_TIMEOUT {
+        return Err("give a duration between 1s and 24h".to_owned());
+    }
+    Ok(timeout)
+}
+
 /// Budgets for hostile or runaway repositories.
 #[derive(Debug, Args)]
 pub struct LimitArgs {
-    /// Abort the fetch after receiving this many bytes.
+    /// Abort the fetch after receiving this many bytes (everything the server sends: ref
+    /// listing, HTTP headers, negotiation and pack).
     #[arg(long, default_value_t = FetchLimits::default().max_transfer_bytes, env = "CRATE_LOADER_MAX_TRANSFER_BYTES")]
     pub max_transfer_bytes: u64,
     /// Abort the fetch when the branch tip has more objects than this.
@@ -118,6 +143,10 @@ pub struct LimitArgs {
     /// Deepest accepted JSON nesting in the metadata file.
     #[arg(long, default_value_t = Limits::default().max_depth, env = "CRATE_LOADER_MAX_JSON_DEPTH")]
     pub max_json_depth: usize,
+    /// Memory the fetch may use, in bytes: the fetch runs in a child process that cannot
+    /// allocate more (the container's memory limit must leave room for the loader above it).
+    #[arg(long, default_value_t = FetchLimits::default().max_memory_bytes, value_parser = clap::value_parser!(u64).range(16 * 1024 * 1024..), env = "CRATE_LOADER_MAX_MEMORY_BYTES")]
+    pub max_memory_bytes: u64,
 }
 
 impl LimitArgs {
@@ -126,6 +155,7 @@ impl LimitArgs {
             max_transfer_bytes: self.max_transfer_bytes,
             max_objects: self.max_objects,
             max_file_bytes: self.max_file_bytes,
+            max_memory_bytes: self.max_memory_bytes,
         }
     }
     pub fn json(&self) -> Limits {
@@ -205,6 +235,17 @@ pub struct LoadArgs {
     pub termination_message_path: PathBuf,
 }
 
+/// What the fetch worker gets from its parent: the same source flags, and whether to stop at an
+/// unchanged head. Never given by people.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Stop after listing when the branch head is this commit.
+    #[arg(long)]
+    pub last_commit: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,5 +285,25 @@ mod tests {
             args.termination_message_path,
             PathBuf::from("/dev/termination-log")
         );
+    }
+
+    #[test]
+    fn an_absurd_timeout_is_a_usage_error_not_a_panic() {
+        for timeout in ["500000000000y", "0s", "25h"] {
+            let err = Cli::try_parse_from([
+                "crate-loader",
+                "preview",
+                "--repo",
+                "x",
+                "--timeout",
+                timeout,
+            ])
+            .expect_err(timeout);
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{timeout}: {err}"
+            );
+        }
     }
 }

@@ -14,18 +14,20 @@ use crate_loader::cli::{
 use crate_loader::run::{self, Failure};
 use crate_operator_api::contract::{LoadResult, Outcome};
 
-/// How long after `--timeout` the watchdog kills a flow that libgit2 or the network keeps
-/// blocked (the fetch callbacks normally stop it at the deadline itself).
-const WATCHDOG_GRACE: Duration = Duration::from_secs(2);
+/// How long after `--timeout` the watchdog ends a flow that is still blocked. The fetch worker
+/// is killed earlier (at the deadline plus two seconds) and reported by the flow itself, so the
+/// watchdog only catches what comes after the fetch.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
     let code = match cli.command {
-        Command::Preview(args) => preview(&args),
+        Command::Preview(args) => preview(&args, &cli.log),
         Command::Validate(args) => validate(&args),
         Command::CopyTo { path } => copy_to(&path),
-        Command::Load(args) => load(&args),
+        Command::Load(args) => load(&args, &cli.log),
+        Command::FetchWorker(args) => crate_loader::worker::serve(&args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
@@ -48,6 +50,7 @@ fn arm_watchdog(deadline: Instant, on_fire: impl FnOnce() + Send + 'static) {
     std::thread::spawn(move || {
         std::thread::sleep(deadline.saturating_duration_since(Instant::now()) + WATCHDOG_GRACE);
         on_fire();
+        crate_loader::worker::remove_areas();
         std::process::exit(Outcome::TimedOut.exit_code());
     });
 }
@@ -62,12 +65,12 @@ fn report_failure(failure: &Failure) -> i32 {
     failure.outcome.exit_code()
 }
 
-fn preview(args: &PreviewArgs) -> i32 {
+fn preview(args: &PreviewArgs, log: &LogArgs) -> i32 {
     let deadline = Instant::now() + args.source.timeout;
     arm_watchdog(deadline, || {
         eprintln!("error: the preview overran its --timeout");
     });
-    let (datasource, report, revision) = match run::preview(args, deadline) {
+    let (datasource, report, revision) = match run::preview(args, log, deadline) {
         Ok(run::Previewed::Rendered {
             datasource,
             report,
@@ -181,7 +184,7 @@ fn copy_self(dest: &Path) -> std::io::Result<PathBuf> {
     Ok(target)
 }
 
-fn load(args: &LoadArgs) -> i32 {
+fn load(args: &LoadArgs, log: &LogArgs) -> i32 {
     let deadline = Instant::now() + args.source.timeout;
     let path = args.termination_message_path.clone();
     let datasource = args.crate_name.clone();
@@ -200,7 +203,7 @@ fn load(args: &LoadArgs) -> i32 {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(run::load(args, deadline)),
+        Ok(runtime) => runtime.block_on(run::load(args, log, deadline)),
         Err(e) => LoadResult {
             outcome: Outcome::Internal,
             commit: None,

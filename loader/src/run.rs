@@ -14,12 +14,13 @@ use kube::Api;
 use tracing::{info, warn};
 
 use crate::apply::{self, ApplyError};
-use crate::cli::{LoadArgs, PreviewArgs, SourceArgs, ValidateArgs};
+use crate::cli::{LoadArgs, LogArgs, PreviewArgs, SourceArgs, ValidateArgs};
 use crate::credentials::{Credentials, CredentialsError};
-use crate::fetch::{self, FetchError, FetchRequest, Fetched};
+use crate::fetch::{FetchError, FetchRequest, Fetched};
 use crate::render::{self, CrateRef, Inputs};
 use crate::rocrate::{self, Fallback, Report};
 use crate::source::{self, MetadataPath, Policy, Source, SourceError};
+use crate::worker;
 
 /// A failed flow: what kind of failure, what to tell the user, and the validation report when
 /// the crate itself was at fault.
@@ -112,6 +113,25 @@ impl Prepared {
     }
 }
 
+/// Fetches in a worker process (see [`crate::worker`]).
+fn fetch_isolated(
+    args: &SourceArgs,
+    prepared: &Prepared,
+    log: &LogArgs,
+    deadline: Instant,
+    skip_if_head_is: Option<&str>,
+) -> Result<Fetched, FetchError> {
+    let request = fetch_request(args, prepared, deadline, skip_if_head_is);
+    let isolated = worker::Isolated {
+        source: args,
+        parsed: &prepared.source,
+        last_commit: skip_if_head_is,
+        deadline,
+        log,
+    };
+    worker::fetch(&request, &isolated)
+}
+
 fn fetch_request<'a>(
     args: &'a SourceArgs,
     prepared: &'a Prepared,
@@ -172,15 +192,10 @@ pub enum Previewed {
 }
 
 /// Fetches and validates a crate and renders its datasource, touching no cluster.
-pub fn preview(args: &PreviewArgs, deadline: Instant) -> Result<Previewed, Failure> {
+pub fn preview(args: &PreviewArgs, log: &LogArgs, deadline: Instant) -> Result<Previewed, Failure> {
     let src = &args.source;
     let prepared = prepare(src, true)?;
-    let fetched = fetch::fetch(&fetch_request(
-        src,
-        &prepared,
-        deadline,
-        args.last_commit.as_deref(),
-    ))?;
+    let fetched = fetch_isolated(src, &prepared, log, deadline, args.last_commit.as_deref())?;
     let rev = revision(&src.branch, fetched.commit());
     let (commit, content) = match fetched {
         Fetched::Unchanged { .. } => return Ok(Previewed::Unchanged { revision: rev }),
@@ -202,7 +217,7 @@ pub fn preview(args: &PreviewArgs, deadline: Instant) -> Result<Previewed, Failu
 }
 
 /// The in-Job flow. Never panics into the kubelet: every path ends in a [`LoadResult`].
-pub async fn load(args: &LoadArgs, deadline: Instant) -> LoadResult {
+pub async fn load(args: &LoadArgs, log: &LogArgs, deadline: Instant) -> LoadResult {
     let owner = CrateRef {
         name: args.crate_name.clone(),
         namespace: args.crate_namespace.clone(),
@@ -216,7 +231,7 @@ pub async fn load(args: &LoadArgs, deadline: Instant) -> LoadResult {
         warnings: 0,
         message: String::new(),
     };
-    match load_steps(args, &owner, deadline, &mut result).await {
+    match load_steps(args, log, &owner, deadline, &mut result).await {
         Ok(()) => {}
         Err(failure) => {
             if let Some(report) = &failure.report {
@@ -231,6 +246,7 @@ pub async fn load(args: &LoadArgs, deadline: Instant) -> LoadResult {
 
 async fn load_steps(
     args: &LoadArgs,
+    log: &LogArgs,
     owner: &CrateRef,
     deadline: Instant,
     result: &mut LoadResult,
@@ -253,8 +269,8 @@ async fn load_steps(
         .as_deref()
         .filter(|commit| existing.is_current(&revision(&src.branch, commit), &digest));
 
-    // libgit2 blocks; the runtime has nothing else to do meanwhile.
-    let fetched = fetch::fetch(&fetch_request(src, &prepared, deadline, skip))?;
+    // The worker blocks; the runtime has nothing else to do meanwhile.
+    let fetched = fetch_isolated(src, &prepared, log, deadline, skip)?;
     let commit = fetched.commit().to_owned();
     let rev = revision(&src.branch, &commit);
     result.commit = Some(commit.clone());

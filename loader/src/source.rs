@@ -7,26 +7,22 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate_operator_api::repo_url::{RepoUrl, RepoUrlError, Scheme};
 use thiserror::Error;
-use url::Url;
 
 /// A request we refuse before touching the network.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SourceError {
-    #[error("failed to parse the repository URL {url}: {reason}")]
-    BadUrl { url: String, reason: String },
-    #[error(
-        "refused the repository URL {url}: it embeds a password; remove it from the URL and put the token in the crate's Secret (spec.repo.secretName)"
-    )]
-    PasswordInUrl { url: String },
+    #[error(transparent)]
+    Url(#[from] RepoUrlError),
     #[error(
         "refused the unencrypted transport {scheme}:// for {url}: use an https:// or ssh:// URL (--allow-insecure-transport exists for local testing only)"
     )]
     InsecureTransport { scheme: String, url: String },
     #[error("refused the local repository {url}: only preview reads repositories on this machine")]
     LocalNotAllowed { url: String },
-    #[error("refused the unsupported URL scheme {scheme}:// in {url}: use https:// or ssh://")]
-    UnsupportedScheme { scheme: String, url: String },
+    #[error("failed to use the local repository {url}: {reason}")]
+    BadLocalPath { url: String, reason: String },
     #[error("refused the metadata path {path:?}: {reason}")]
     BadPath { path: String, reason: &'static str },
     #[error("refused the branch name {branch:?}: {reason}")]
@@ -55,182 +51,84 @@ pub struct Policy {
 }
 
 /// A repository location that passed the transport policy.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Source {
-    /// What libgit2 connects to (may carry a username, never a password).
-    url: String,
-    /// The same URL without any user information, safe to print.
-    display: String,
-    transport: Transport,
-    /// Username taken from the URL, if any (ssh `git@`, or an https `user@`).
-    url_username: Option<String>,
-    host: Option<String>,
-    port: Option<u16>,
-}
-
-#[allow(clippy::missing_fields_in_debug)] // by design: only the safe fields
-impl fmt::Debug for Source {
-    // Debug must be as safe as Display: the raw URL may carry a username that is really a token.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Source")
-            .field("url", &self.display)
-            .field("transport", &self.transport)
-            .finish()
-    }
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A repository reached over the network (the only kind a Job may load).
+    Remote(RepoUrl),
+    /// A repository on this machine, read in place (`preview` only).
+    Local(PathBuf),
 }
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.display)
+        match self {
+            Source::Remote(url) => f.write_str(&url.display()),
+            Source::Local(path) => {
+                f.write_str(&crate::escape::controls(&path.display().to_string()))
+            }
+        }
     }
 }
 
 impl Source {
-    /// Parses a repository location and applies the transport policy.
+    /// Parses a repository location and applies the transport policy. A location is a URL
+    /// (`scheme://…`), git's scp-like `[user@]host:path` (a colon before any slash), or else a
+    /// path on this machine.
     pub fn parse(raw: &str, policy: Policy) -> Result<Source, SourceError> {
         let raw = raw.trim();
-        if raw.contains("://") {
-            Self::parse_url(raw, policy)
-        } else if let Some(scp) = parse_scp_like(raw) {
-            Ok(scp)
-        } else if raw.is_empty() {
-            Err(SourceError::BadUrl {
-                url: String::new(),
-                reason: "it is empty".into(),
-            })
-        } else if policy.allow_local {
-            let path =
-                std::path::absolute(PathBuf::from(raw)).map_err(|e| SourceError::BadUrl {
-                    url: raw.into(),
-                    reason: e.to_string(),
-                })?;
-            let shown = path.display().to_string();
-            Ok(Source {
-                url: shown.clone(),
-                display: shown,
-                transport: Transport::Local,
-                url_username: None,
-                host: None,
-                port: None,
-            })
+        if raw.is_empty() {
+            return Err(RepoUrl::parse(raw).err().map_or(
+                SourceError::BadLocalPath {
+                    url: String::new(),
+                    reason: "it is empty".to_owned(),
+                },
+                SourceError::Url,
+            ));
+        }
+        let local = if let Some(path) = raw.strip_prefix("file://") {
+            Some(path)
+        } else if raw.contains("://") {
+            None
         } else {
-            Err(SourceError::LocalNotAllowed { url: raw.into() })
-        }
-    }
-
-    fn parse_url(raw: &str, policy: Policy) -> Result<Source, SourceError> {
-        let parsed = Url::parse(raw).map_err(|e| SourceError::BadUrl {
-            url: redact_unparsed(raw),
-            reason: e.to_string(),
-        })?;
-        let mut display = parsed.clone();
-        // Infallible for URLs with a host; file:// has no user info to clear.
-        let _ = display.set_username("");
-        let _ = display.set_password(None);
-        let display = display.to_string();
-        if parsed.password().is_some() {
-            return Err(SourceError::PasswordInUrl { url: display });
-        }
-        let scheme = parsed.scheme().to_owned();
-        let transport = match scheme.as_str() {
-            "https" => Transport::Https,
-            "ssh" | "git+ssh" | "ssh+git" => Transport::Ssh,
-            "http" | "git" if policy.allow_insecure => Transport::Insecure,
-            "http" | "git" => {
+            let colon = raw.find(':');
+            let slash = raw.find('/');
+            match (colon, slash) {
+                (Some(c), Some(s)) if c < s => None,
+                (Some(_), None) => None,
+                _ => Some(raw),
+            }
+        };
+        let Some(path) = local else {
+            let url = RepoUrl::parse(raw)?;
+            if url.scheme().is_insecure() && !policy.allow_insecure {
                 return Err(SourceError::InsecureTransport {
-                    scheme,
-                    url: display,
+                    scheme: url.scheme().as_str().to_owned(),
+                    url: url.display(),
                 });
             }
-            "file" if policy.allow_local => Transport::Local,
-            "file" => return Err(SourceError::LocalNotAllowed { url: display }),
-            _ => {
-                return Err(SourceError::UnsupportedScheme {
-                    scheme,
-                    url: display,
-                });
-            }
+            return Ok(Source::Remote(url));
         };
-        let url_username = Some(parsed.username())
-            .filter(|u| !u.is_empty())
-            .map(str::to_owned);
-        // libgit2 only understands plain ssh://.
-        let url = if transport == Transport::Ssh && scheme != "ssh" {
-            format!("ssh{}", &raw[scheme.len()..])
-        } else {
-            raw.to_owned()
-        };
-        let url = if transport == Transport::Https && url_username.is_some() {
-            // The username is passed to the credential callback instead; keeping it in the URL
-            // would let libgit2 echo it in errors.
-            display.clone()
-        } else {
-            url
-        };
-        Ok(Source {
-            url,
-            display,
-            transport,
-            url_username,
-            host: parsed.host_str().map(str::to_owned),
-            port: parsed.port(),
-        })
+        let shown = crate::escape::controls(path);
+        if !policy.allow_local {
+            return Err(SourceError::LocalNotAllowed { url: shown });
+        }
+        std::path::absolute(PathBuf::from(path))
+            .map(Source::Local)
+            .map_err(|e| SourceError::BadLocalPath {
+                url: shown,
+                reason: e.to_string(),
+            })
     }
 
-    /// The URL handed to libgit2. Never log it: use `Display`.
-    pub fn connect_url(&self) -> &str {
-        &self.url
-    }
     pub fn transport(&self) -> Transport {
-        self.transport
-    }
-    pub fn url_username(&self) -> Option<&str> {
-        self.url_username.as_deref()
-    }
-    /// Host name for known_hosts matching (ssh) or messages.
-    pub fn host(&self) -> Option<&str> {
-        self.host.as_deref()
-    }
-    /// Explicit port, if the URL names one.
-    pub fn port(&self) -> Option<u16> {
-        self.port
-    }
-    /// Replaces every form of the URL that may carry credentials in a foreign message
-    /// (libgit2 errors echo URLs) with the display form.
-    pub fn scrub(&self, message: &str) -> String {
-        message.replace(&self.url, &self.display)
-    }
-}
-
-/// `user@host:path` — git's scp-like ssh syntax. A colon after a slash is a path, not this.
-fn parse_scp_like(raw: &str) -> Option<Source> {
-    let colon = raw.find(':')?;
-    let (authority, path) = (&raw[..colon], &raw[colon + 1..]);
-    if authority.contains('/') || authority.is_empty() || path.is_empty() {
-        return None;
-    }
-    let (user, host) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u.to_owned()), h),
-        None => (None, authority),
-    };
-    if host.is_empty() {
-        return None;
-    }
-    Some(Source {
-        url: raw.to_owned(),
-        display: raw.to_owned(),
-        transport: Transport::Ssh,
-        url_username: user,
-        host: Some(host.to_owned()),
-        port: None,
-    })
-}
-
-/// Best-effort redaction for a URL we could not parse: drop everything between `://` and `@`.
-fn redact_unparsed(raw: &str) -> String {
-    match (raw.find("://"), raw.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}{}", &raw[..s + 3], &raw[at + 1..]),
-        _ => raw.to_owned(),
+        match self {
+            Source::Remote(url) => match url.scheme() {
+                Scheme::Https => Transport::Https,
+                Scheme::Ssh => Transport::Ssh,
+                Scheme::Http | Scheme::Git => Transport::Insecure,
+            },
+            Source::Local(_) => Transport::Local,
+        }
     }
 }
 
@@ -248,8 +146,8 @@ impl MetadataPath {
             path: raw.to_owned(),
             reason,
         };
-        if raw.contains('\0') {
-            return Err(bad("it contains a NUL byte"));
+        if raw.chars().any(char::is_control) {
+            return Err(bad("it contains control characters"));
         }
         if raw.ends_with('/') {
             return Err(bad(
@@ -296,6 +194,9 @@ pub fn check_branch(branch: &str) -> Result<(), SourceError> {
     if branch.is_empty() {
         return Err(bad("it is empty"));
     }
+    if branch == "HEAD" || branch == "@" {
+        return Err(bad("'HEAD' and '@' name the current commit, not a branch"));
+    }
     if branch.len() > 255 {
         return Err(bad("it is longer than 255 bytes"));
     }
@@ -337,19 +238,14 @@ mod tests {
 
     #[test]
     fn https_and_ssh_urls_are_accepted_by_default() {
-        let s = Source::parse("https://github.com/lsc-sde/crate.git", STRICT).expect("https");
-        assert_eq!(s.transport(), Transport::Https);
-        assert_eq!(s.host(), Some("github.com"));
-        let s = Source::parse("ssh://git@example.org:2222/org/crate.git", STRICT).expect("ssh");
-        assert_eq!(
-            (s.transport(), s.url_username(), s.port()),
-            (Transport::Ssh, Some("git"), Some(2222))
-        );
-        let s = Source::parse("git@github.com:org/crate.git", STRICT).expect("scp-like");
-        assert_eq!(
-            (s.transport(), s.host()),
-            (Transport::Ssh, Some("github.com"))
-        );
+        for (raw, transport) in [
+            ("https://github.com/lsc-sde/crate.git", Transport::Https),
+            ("ssh://git@example.org:2222/org/crate.git", Transport::Ssh),
+            ("git@github.com:org/crate.git", Transport::Ssh),
+        ] {
+            let s = Source::parse(raw, STRICT).expect(raw);
+            assert_eq!(s.transport(), transport, "{raw}");
+        }
     }
 
     #[test]
@@ -387,39 +283,34 @@ mod tests {
     }
 
     #[test]
-    fn a_password_in_the_url_is_refused_without_repeating_it() {
-        let err = Source::parse("https://pat:s3cr3t-token@example.org/r.git", STRICT)
-            .expect_err("password");
-        let msg = err.to_string();
+    fn url_errors_are_the_shared_repo_url_rules() {
+        // The rules themselves are tested in crate_operator_api::repo_url.
+        let err = Source::parse("pat:s3cr3t@example.org:org/r.git", STRICT).expect_err("password");
         assert!(
-            !msg.contains("s3cr3t-token") && !msg.contains("pat@"),
-            "{msg}"
+            matches!(err, SourceError::Url(RepoUrlError::Password { .. })),
+            "{err}"
         );
-        assert!(msg.contains("https://example.org/r.git"), "{msg}");
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        assert!(matches!(
+            Source::parse("ftp://example.org/r.git", LOOSE),
+            Err(SourceError::Url(RepoUrlError::UnsupportedScheme { .. }))
+        ));
+        assert!(matches!(Source::parse("", LOOSE), Err(SourceError::Url(_))));
     }
 
     #[test]
-    fn an_https_username_never_reaches_the_display_or_the_connect_url() {
-        let s =
-            Source::parse("https://ghp_tokenlike@example.org/r.git", STRICT).expect("user only");
-        assert_eq!(s.url_username(), Some("ghp_tokenlike"));
-        assert_eq!(s.to_string(), "https://example.org/r.git");
-        assert_eq!(s.connect_url(), "https://example.org/r.git");
-        assert!(!format!("{s:?}").contains("ghp_tokenlike"));
-    }
-
-    #[test]
-    fn an_unparseable_url_is_reported_without_its_user_info() {
-        let err = Source::parse("https://user:pw@exa mple.org/r.git", STRICT).expect_err("bad");
-        assert!(!err.to_string().contains("pw@"), "{err}");
-    }
-
-    #[test]
-    fn unsupported_schemes_are_named() {
-        let err = Source::parse("ftp://example.org/r.git", STRICT).expect_err("ftp");
+    fn a_colon_before_any_slash_makes_a_location_scp_like_not_local() {
         assert_eq!(
-            err.to_string(),
-            "refused the unsupported URL scheme ftp:// in ftp://example.org/r.git: use https:// or ssh://"
+            Source::parse("host:dir/repo.git", LOOSE)
+                .expect("scp")
+                .transport(),
+            Transport::Ssh
+        );
+        assert_eq!(
+            Source::parse("dir/with:colon", LOOSE)
+                .expect("local")
+                .transport(),
+            Transport::Local
         );
     }
 
@@ -471,6 +362,8 @@ mod tests {
             ".hidden",
             "a/.b",
             "a\nb",
+            "HEAD",
+            "@",
         ] {
             assert!(check_branch(bad).is_err(), "{bad:?} accepted");
         }

@@ -278,13 +278,7 @@ fn a_symlink_at_the_metadata_path_is_refused() {
     let (_daemon, url) = serve(&repo);
     let err = Fetch::of(url).fails();
     assert!(
-        matches!(
-            err,
-            FetchError::NotAFile {
-                kind: "symbolic link",
-                ..
-            }
-        ),
+        matches!(&err, FetchError::NotAFile { kind, .. } if kind == "symbolic link"),
         "{err}"
     );
     assert_eq!(err.outcome(), Outcome::InvalidCrate);
@@ -319,13 +313,7 @@ fn a_gitlink_at_the_metadata_path_is_refused() {
     let (_daemon, url) = serve(&repo);
     let err = Fetch::of(url).fails();
     assert!(
-        matches!(
-            err,
-            FetchError::NotAFile {
-                kind: "submodule (gitlink)",
-                ..
-            }
-        ),
+        matches!(&err, FetchError::NotAFile { kind, .. } if kind == "submodule (gitlink)"),
         "{err}"
     );
 }
@@ -368,13 +356,9 @@ fn a_directory_at_the_metadata_path_is_refused() {
         .build_bare()
         .expect("repo");
     let (_daemon, url) = serve(&repo);
-    assert!(matches!(
-        Fetch::of(url).fails(),
-        FetchError::NotAFile {
-            kind: "directory",
-            ..
-        }
-    ));
+    assert!(
+        matches!(Fetch::of(url).fails(), FetchError::NotAFile { kind, .. } if kind == "directory")
+    );
 }
 
 #[test]

@@ -48,11 +48,12 @@ impl Diagnostic {
     }
 
     fn new(severity: Severity, message: impl Into<String>) -> Self {
+        // Messages quote crate content; escaped here once, for every output.
         Self {
             severity,
             entity: None,
             property: None,
-            message: message.into(),
+            message: crate::escape::controls(&message.into()),
         }
     }
 
@@ -196,8 +197,8 @@ impl Collector {
 /// A crate-supplied string as it appears in a diagnostic: clipped, with an ellipsis when cut.
 pub(crate) fn clip(s: &str) -> String {
     match s.char_indices().nth(MAX_SHOWN_CHARS) {
-        None => s.to_owned(),
-        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => crate::escape::controls(s),
+        Some((cut, _)) => format!("{}…", crate::escape::controls(&s[..cut])),
     }
 }
 
@@ -217,6 +218,17 @@ mod tests {
         let d = Diagnostic::error("bad").at("@graph");
         assert_eq!(d.to_string(), "error: property '@graph': bad");
         assert_eq!(Diagnostic::error("plain").to_string(), "error: plain");
+    }
+
+    #[test]
+    fn crate_content_in_a_diagnostic_has_its_control_characters_escaped() {
+        let d = Diagnostic::warning("name \"\x1b[2Jx\" is odd")
+            .on("./\nforged: line")
+            .at("na\rme");
+        assert_eq!(
+            d.to_string(),
+            "warning: entity './\\nforged: line' property 'na\\rme': name \"\\u{1b}[2Jx\" is odd"
+        );
     }
 
     #[test]

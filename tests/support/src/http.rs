@@ -5,13 +5,14 @@
 //! come with `Content-Length` or chunked (libgit2 and git send chunked POSTs when a request is
 //! large) and are streamed to the CGI program; `Expect: 100-continue` is honoured. Responses are
 //! sent chunked. Optional HTTP basic auth answers wrong or missing credentials with `401` and
-//! `WWW-Authenticate: Basic realm="git"`. Every request is logged (method, target, whether an
-//! `Authorization` header came — never its value — and the status), and bytes are counted.
+//! `WWW-Authenticate: Basic realm="git"`. Every request is logged (method, target, the
+//! `Authorization` header as sent, and the status), and bytes are counted. The server binds
+//! `127.0.0.1` unless told another IP ([`SmartHttpBuilder::bind`]).
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,8 +32,11 @@ pub struct Request {
     pub method: String,
     /// The request target as sent: path and query (`/repo.git/info/refs?service=git-upload-pack`).
     pub target: String,
-    /// Whether an `Authorization` header was present (its value is never kept).
+    /// Whether an `Authorization` header was present.
     pub authorization: bool,
+    /// The `Authorization` header as sent (`Basic YWxpY2U6czNjcmV0`), for checking which
+    /// credentials a client sent to which server (e.g. none after a cross-host redirect).
+    pub authorization_header: Option<String>,
     /// The `Git-Protocol` header (`version=2` when the client asked for protocol v2).
     pub git_protocol: Option<String>,
     /// The `User-Agent` header.
@@ -93,12 +97,20 @@ impl Request {
 #[derive(Debug, Clone, Default)]
 #[must_use = "call .start(base) to run the server"]
 pub struct SmartHttpBuilder {
+    ip: Option<IpAddr>,
     credentials: Option<(String, String)>,
     receive_pack: bool,
     stall_upload_pack: bool,
 }
 
 impl SmartHttpBuilder {
+    /// Bind `ip` (port 0) instead of `127.0.0.1`, e.g. `127.0.0.2` (loopback too on Linux), so
+    /// that a redirect from a server on `127.0.0.1` leads to another host.
+    pub fn bind(mut self, ip: IpAddr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+
     /// Require HTTP basic auth with this user and password on every request.
     pub fn basic_auth(mut self, user: &str, password: &str) -> Self {
         self.credentials = Some((user.to_owned(), password.to_owned()));
@@ -165,7 +177,8 @@ struct State {
     stderr_log: PathBuf,
 }
 
-/// Serves every bare repository under a folder over `http://127.0.0.1:<port>/<name>.git`.
+/// Serves every bare repository under a folder over `http://127.0.0.1:<port>/<name>.git` (or
+/// another IP, see [`SmartHttpBuilder::bind`]).
 ///
 /// ```no_run
 /// # fn main() -> std::io::Result<()> {
@@ -191,7 +204,7 @@ impl SmartHttp {
         Self::start_with(SmartHttpBuilder::default(), base)
     }
 
-    /// Options: basic auth, push, stalling.
+    /// Options: the IP to bind, basic auth, push, stalling.
     pub fn builder() -> SmartHttpBuilder {
         SmartHttpBuilder::default()
     }
@@ -224,9 +237,10 @@ impl SmartHttp {
             bytes_received: AtomicU64::new(0),
             stderr_log,
         });
+        let ip = state.options.ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let accept = {
             let state = Arc::clone(&state);
-            AcceptLoop::start("smart-http", move |stream, tracked| {
+            AcceptLoop::start_on(ip, "smart-http", move |stream, tracked| {
                 // Counted here, on the accept thread, so that a client that has finished has
                 // all its requests counted before it can look at the log.
                 *lock(&state.in_flight) += 1;
@@ -256,7 +270,8 @@ impl SmartHttp {
         })
     }
 
-    /// `http://127.0.0.1:<port>/<repo>` (`.git` is added unless `repo` ends with it).
+    /// `http://<ip>:<port>/<repo>` (`.git` is added unless `repo` ends with it; the IP is
+    /// `127.0.0.1` unless [`SmartHttpBuilder::bind`] said otherwise).
     pub fn url(&self, repo: &str) -> String {
         format!("http://{}/{}", self.accept.addr(), with_git_suffix(repo))
     }
@@ -268,7 +283,7 @@ impl SmartHttp {
             .replacen("http://", &format!("http://{user}:{password}@"), 1)
     }
 
-    /// The address served (`127.0.0.1:<port>`).
+    /// The address served (`<ip>:<port>`).
     pub fn addr(&self) -> SocketAddr {
         self.accept.addr()
     }
@@ -372,6 +387,7 @@ fn serve(stream: &TcpStream, seq: u64, state: &State, tracked: &Tracked) {
         method: String::new(),
         target: String::new(),
         authorization: false,
+        authorization_header: None,
         git_protocol: None,
         user_agent: None,
         chunked: false,
@@ -400,6 +416,7 @@ fn serve_request(
     record.method.clone_from(&head.method);
     record.target.clone_from(&head.target);
     record.authorization = head.header("Authorization").is_some();
+    record.authorization_header = head.header("Authorization").map(str::to_owned);
     record.git_protocol = head.header("Git-Protocol").map(str::to_owned);
     record.user_agent = head.header("User-Agent").map(str::to_owned);
     let body = body_framing(&head)?;
@@ -551,7 +568,7 @@ fn backend_command(
         .env("GATEWAY_INTERFACE", "CGI/1.1")
         .env("SERVER_PROTOCOL", "HTTP/1.1")
         .env("SERVER_SOFTWARE", "crate-test-support")
-        .env("SERVER_NAME", "127.0.0.1")
+        .env("SERVER_NAME", stream.local_addr()?.ip().to_string())
         .env("SERVER_PORT", stream.local_addr()?.port().to_string())
         .env("REQUEST_METHOD", &head.method)
         .env("REQUEST_URI", &head.target)

@@ -1,7 +1,7 @@
 //! Test infrastructure for the crate operator: fixture git repositories and real git servers.
 //!
 //! Everything here is for tests only (`publish = false`). It drives the real `git` and OpenSSH
-//! tools and serves on `127.0.0.1` only, so the loader's libgit2 code can be tested end to end
+//! tools and serves on loopback only, so the loader's libgit2 code can be tested end to end
 //! against the same servers it meets in production:
 //!
 //! - [`RepoBuilder`] makes bare repositories with `git fast-import`: nested files, executables,
@@ -12,15 +12,20 @@
 //!   HTTP/1.1 server written here) with optional basic auth, a request log and byte counters.
 //! - [`Sshd`] runs OpenSSH's `sshd` on a private configuration with generated keys.
 //! - [`Tarpit`] accepts connections and never answers, for time-out tests.
+//! - [`hostile`] has servers that follow a script instead of a repository
+//!   ([`hostile::ScriptedGitDaemon`] for `git://`, [`hostile::ScriptedHttp`] for HTTP and HTTPS),
+//!   crafted packfiles and deltas ([`hostile::PackBuilder`]), and repositories with refs and
+//!   objects git refuses to make ([`hostile::repos`]).
 //! - [`FakeKubeApi`] is a fake Kubernetes API server serving `AnalyticsDataSource`s (read and
 //!   server-side apply) to `kube::Client`, with a request log and failure injection.
 //!
-//! Every server binds `127.0.0.1` only, waits for readiness by connecting (never by sleeping) and
-//! stops when dropped. Missing tools are reported with the Debian package that provides them.
+//! Every server binds `127.0.0.1` only (or the one IP it is given, such as `127.0.0.2`), waits
+//! for readiness by connecting (never by sleeping) and stops when dropped. Missing tools are reported with the Debian package that provides them.
 //! Every git command run here is hermetic: [`git`] ignores the system and global configuration.
 #![forbid(unsafe_code)]
 
 mod daemon;
+pub mod hostile;
 mod http;
 mod kube;
 mod process;

@@ -1,12 +1,13 @@
 //! The accept loop shared by the servers written here, and clean shutdown on drop.
 //!
-//! The listener is bound to `127.0.0.1:0` before the constructor returns, so a server is ready as
-//! soon as it exists (connections wait in the backlog) and there is no port race. Dropping the
-//! loop stops accepting, shuts down every connection a handler tracks (which unblocks the threads
-//! serving them) and kills every child process the handlers registered.
+//! The listener is bound to `127.0.0.1:0` (or another given IP, port 0) before the constructor
+//! returns, so a server is ready as soon as it exists (connections wait in the backlog) and there
+//! is no port race. Dropping the loop stops accepting, shuts down every connection a handler
+//! tracks (which unblocks the threads serving them) and kills every child process the handlers
+//! registered.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -99,7 +100,7 @@ impl Tracked {
     }
 }
 
-/// A listener on `127.0.0.1:<free port>` whose connections go to a handler on a thread.
+/// A listener on `127.0.0.1:<free port>` (or another given IP) whose connections go to a handler on a thread.
 #[derive(Debug)]
 pub(crate) struct AcceptLoop {
     addr: SocketAddr,
@@ -113,9 +114,19 @@ impl AcceptLoop {
     /// long work) for every accepted connection.
     pub(crate) fn start(
         name: &str,
+        handler: impl FnMut(TcpStream, &Arc<Tracked>) + Send + 'static,
+    ) -> Result<Self> {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), name, handler)
+    }
+
+    /// Like [`AcceptLoop::start`], bound to `ip:0` instead (e.g. `127.0.0.2`, which is loopback
+    /// too on Linux).
+    pub(crate) fn start_on(
+        ip: IpAddr,
+        name: &str,
         mut handler: impl FnMut(TcpStream, &Arc<Tracked>) + Send + 'static,
     ) -> Result<Self> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let listener = TcpListener::bind((ip, 0))?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let tracked = Arc::new(Tracked::default());
@@ -143,7 +154,7 @@ impl AcceptLoop {
         })
     }
 
-    /// The bound address (`127.0.0.1:<port>`).
+    /// The bound address (`<ip>:<port>`).
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }

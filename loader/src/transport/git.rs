@@ -1,0 +1,120 @@
+//! `git://`: one TCP connection to a git daemon, carrying the whole exchange. Unencrypted and
+//! unauthenticated, so only tests and local previews use it (`--allow-insecure-transport`).
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+
+use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream};
+
+use super::metered::{Metered, pkt_error};
+use super::{Session, fetch_only, git_error};
+use crate::fetch::FetchError;
+
+pub(super) struct Subtransport {
+    session: Arc<Session>,
+}
+
+impl Subtransport {
+    pub fn new(session: Arc<Session>) -> Self {
+        Subtransport { session }
+    }
+}
+
+impl SmartSubtransport for Subtransport {
+    fn action(
+        &self,
+        _url: &str,
+        service: Service,
+    ) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
+        // git2 hands libgit2 this same stream again for the upload-pack that follows the listing.
+        fetch_only(service)?;
+        let url = &self.session.url;
+        let mut tcp =
+            connect(&self.session, url.host(), url.effective_port()).map_err(|e| git_error(&e))?;
+        // The daemon's request: which service, which repository, and the virtual host.
+        let host = match url.port() {
+            Some(port) => format!("{}:{port}", url.host()),
+            None => url.host().to_owned(),
+        };
+        let request = format!("git-upload-pack {}\0host={host}\0", url.path());
+        tcp.write_all(pkt_line(&request).as_bytes())
+            .map_err(|e| git_error(&self.session.network("sending the request", &e)))?;
+        Ok(Box::new(Stream {
+            reader: Metered::new(
+                tcp,
+                Arc::clone(&self.session),
+                "reading from the git daemon",
+            ),
+            session: Arc::clone(&self.session),
+            first: true,
+        }))
+    }
+
+    fn close(&self) -> Result<(), git2::Error> {
+        Ok(())
+    }
+}
+
+/// Opens a TCP connection within the session's deadline, with socket time-outs at the deadline.
+pub(super) fn connect(session: &Session, host: &str, port: u16) -> io::Result<TcpStream> {
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| session.network(&format!("resolving {host}"), &e))?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, session.remaining()?) {
+            Ok(tcp) => {
+                let left = session.remaining()?;
+                tcp.set_read_timeout(Some(left))?;
+                tcp.set_write_timeout(Some(left))?;
+                return Ok(tcp);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let error = last.unwrap_or_else(|| io::Error::other("no address"));
+    Err(session.network(&format!("connecting to {host}:{port}"), &error))
+}
+
+fn pkt_line(payload: &str) -> String {
+    format!("{:04x}{payload}", payload.len() + 4)
+}
+
+struct Stream {
+    reader: Metered<TcpStream>,
+    session: Arc<Session>,
+    first: bool,
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.session.remaining()?;
+        self.reader.get_mut().set_read_timeout(Some(left))?;
+        let n = self.reader.read(buf)?;
+        if std::mem::take(&mut self.first)
+            && let Some(message) = pkt_error(&buf[..n])
+        {
+            // git daemon refuses a repository it does not serve this way, before any ref.
+            return Err(self.session.fail(FetchError::RepositoryNotFound {
+                url: self.session.shown_url(),
+                detail: format!("the server said: {message}"),
+            }));
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let tcp = self.reader.get_mut();
+        tcp.set_write_timeout(Some(self.session.remaining()?))?;
+        tcp.write(buf)
+            .map_err(|e| self.session.network("writing to the git daemon", &e))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.reader.get_mut().flush()
+    }
+}

@@ -1,0 +1,319 @@
+//! The fetch in a child process whose memory the kernel caps.
+//!
+//! Why a process: whatever a server sends, the loader must end with a clear `LimitExceeded`
+//! rather than an OOM kill of its container (which the manager could only retry). libgit2 and
+//! the transports are budgeted ([`crate::transport`], [`crate::fetch`]), but they are large, and
+//! only the kernel can promise a bound. So `preview` and `load` run the network fetch as
+//! `crate-loader fetch-worker`, a copy of this binary whose `RLIMIT_DATA` is
+//! `--max-memory-bytes`: an allocation past it fails (libgit2 reports it, Rust aborts), and even
+//! the kernel's OOM killer picks the worker, not the loader, which then reports what happened.
+//!
+//! The parent also owns the worker's temporary directory and its deadline: at `--timeout` (plus
+//! a short grace) it kills the worker, and the directory is removed on every path.
+//!
+//! Protocol: the parent passes flags (never secrets: credentials stay in files) and reads one
+//! JSON [`Reply`] line from the worker's stdout, followed by the metadata file's bytes.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use nix::sys::resource::{Resource, UsageWho, getrusage, setrlimit};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{LogArgs, SourceArgs, WorkerArgs};
+use crate::credentials::Credentials;
+use crate::fetch::{self, FetchError, FetchLimits, FetchRequest, Fetched};
+use crate::source::{MetadataPath, Policy, Source};
+
+/// How long past the deadline the worker may take to report its own time-out before it is
+/// killed.
+const GRACE: Duration = Duration::from_secs(2);
+/// Longest reply line accepted from the worker (the file's bytes follow it).
+const MAX_REPLY_LINE: u64 = 64 * 1024;
+
+/// The worker's answer.
+#[derive(Debug, Serialize, Deserialize)]
+enum Reply {
+    Unchanged {
+        commit: String,
+    },
+    /// `len` bytes of the file follow the reply line.
+    File {
+        commit: String,
+        len: u64,
+    },
+    Failed(FetchError),
+}
+
+/// What the parent needs to run a fetch in a worker.
+pub struct Isolated<'a> {
+    pub source: &'a SourceArgs,
+    pub parsed: &'a Source,
+    pub last_commit: Option<&'a str>,
+    pub deadline: Instant,
+    pub log: &'a LogArgs,
+}
+
+/// Runs the fetch of `req` in a worker process (remote repositories), or in this process (a
+/// repository on this machine, which is only read).
+pub fn fetch(req: &FetchRequest<'_>, isolated: &Isolated<'_>) -> Result<Fetched, FetchError> {
+    if matches!(isolated.parsed, Source::Local(_)) {
+        return fetch::fetch(req);
+    }
+    let area = temp_area(isolated.source.work_dir.as_deref())?;
+    let exe = std::env::current_exe()
+        .map_err(|e| FetchError::Local(format!("failed to find the loader executable: {e}")))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("fetch-worker")
+        .args(worker_flags(isolated, area.path()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // The worker reads its flags only from its arguments: an inherited CRATE_LOADER_* variable
+    // (say, the Job's last commit) must not override what the parent decided.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CRATE_LOADER_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| FetchError::Local(format!("failed to start the fetch worker: {e}")))?;
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+
+    // Kills the worker at the deadline (plus grace) unless told it finished.
+    let (finished, cancelled) = mpsc::channel::<()>();
+    let fired = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let fired = Arc::clone(&fired);
+        let until = isolated.deadline + GRACE;
+        std::thread::spawn(move || {
+            let wait = until.saturating_duration_since(Instant::now());
+            if cancelled.recv_timeout(wait) == Err(mpsc::RecvTimeoutError::Timeout) {
+                fired.store(true, Ordering::SeqCst);
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        })
+    };
+
+    let reply = child
+        .stdout
+        .take()
+        .and_then(|stdout| read_reply(stdout, req.limits.max_file_bytes));
+    let status = child.wait();
+    let _ = finished.send(());
+    let _ = killer.join();
+    if let Ok(usage) = getrusage(UsageWho::RUSAGE_CHILDREN) {
+        // The worker is this process's only child: its peak resident memory, in KiB.
+        tracing::info!(peak_kib = usage.max_rss(), "fetch worker finished");
+    }
+    drop(area);
+    let url = isolated.parsed.to_string();
+    match reply {
+        Some(result) => result,
+        None if fired.load(Ordering::SeqCst) => Err(FetchError::TimedOut { url }),
+        None => Err(died(&url, status, req.limits.max_memory_bytes)),
+    }
+}
+
+/// The worker's reply and the file that follows it; `None` when it wrote no complete reply.
+fn read_reply(stdout: impl std::io::Read, max_file: u64) -> Option<Result<Fetched, FetchError>> {
+    let mut reader = BufReader::new(stdout);
+    let mut line = Vec::new();
+    (&mut reader)
+        .take(MAX_REPLY_LINE)
+        .read_until(b'\n', &mut line)
+        .ok()?;
+    match serde_json::from_slice::<Reply>(&line).ok()? {
+        Reply::Unchanged { commit } => Some(Ok(Fetched::Unchanged { commit })),
+        Reply::Failed(error) => Some(Err(error)),
+        Reply::File { commit, len } if len <= max_file => {
+            let mut content = Vec::new();
+            reader.take(len).read_to_end(&mut content).ok()?;
+            (content.len() as u64 == len).then_some(Ok(Fetched::File { commit, content }))
+        }
+        Reply::File { .. } => None,
+    }
+}
+
+/// Why a worker ended without a reply: killed for memory (by the kernel's OOM killer, or
+/// aborted by a failed allocation past its limit), or something we cannot explain.
+fn died(url: &str, status: std::io::Result<std::process::ExitStatus>, limit: u64) -> FetchError {
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => return FetchError::Local(format!("failed to wait for the fetch worker: {e}")),
+    };
+    match status.signal() {
+        Some(signal) if signal == Signal::SIGKILL as i32 || signal == Signal::SIGABRT as i32 => {
+            FetchError::MemoryExceeded {
+                url: url.to_owned(),
+                limit,
+                killed: true,
+            }
+        }
+        Some(signal) => FetchError::Local(format!(
+            "the fetch worker for {url} died of signal {signal}"
+        )),
+        None => FetchError::Local(format!(
+            "the fetch worker for {url} exited with {status} without a result"
+        )),
+    }
+}
+
+/// Fetch areas that exist right now, for [`remove_areas`].
+static AREAS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// The worker's temporary directory: removed when dropped, or by [`remove_areas`] when the
+/// process must exit at once.
+struct Area(tempfile::TempDir);
+
+impl Area {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        AREAS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|p| p != self.0.path());
+    }
+}
+
+fn temp_area(work_dir: Option<&Path>) -> Result<Area, FetchError> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("crate-loader-fetch-");
+    let dir = match work_dir {
+        Some(dir) => builder.tempdir_in(dir),
+        None => builder.tempdir(),
+    }
+    .map_err(|e| FetchError::Local(format!("failed to create the fetch area: {e}")))?;
+    AREAS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(dir.path().to_owned());
+    Ok(Area(dir))
+}
+
+/// Removes every fetch area, for an exit that skips destructors (the watchdog's).
+pub fn remove_areas() {
+    for path in AREAS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain(..)
+    {
+        let _ = std::fs::remove_dir_all(path);
+    }
+}
+
+/// The worker's command line: the parent's source flags, the time left, and its own area.
+fn worker_flags(isolated: &Isolated<'_>, area: &Path) -> Vec<std::ffi::OsString> {
+    let s = isolated.source;
+    let left = isolated.deadline.saturating_duration_since(Instant::now());
+    let mut flags: Vec<std::ffi::OsString> = Vec::new();
+    let mut flag = |name: &str, value: &dyn std::fmt::Display| {
+        flags.push(format!("--{name}").into());
+        flags.push(value.to_string().into());
+    };
+    flag("repo", &s.repo);
+    flag("branch", &s.branch);
+    flag("path", &s.path);
+    flag("username", &s.username);
+    flag("timeout", &format!("{}ms", left.as_millis().max(1)));
+    flag("max-transfer-bytes", &s.limits.max_transfer_bytes);
+    flag("max-objects", &s.limits.max_objects);
+    flag("max-file-bytes", &s.limits.max_file_bytes);
+    flag("max-memory-bytes", &s.limits.max_memory_bytes);
+    flag("log-format", &isolated.log.log_format.as_str());
+    flag("log-level", &isolated.log.log_level);
+    if let Some(commit) = isolated.last_commit {
+        flag("last-commit", &commit);
+    }
+    flags.push("--work-dir".into());
+    flags.push(area.as_os_str().to_owned());
+    if let Some(dir) = &s.credentials_dir {
+        flags.push("--credentials-dir".into());
+        flags.push(dir.as_os_str().to_owned());
+    }
+    if s.allow_insecure_transport {
+        flags.push("--allow-insecure-transport".into());
+    }
+    flags
+}
+
+/// The worker's side: cap memory, fetch, reply. Returns the process exit code.
+pub fn serve(args: &WorkerArgs) -> i32 {
+    let source = &args.source;
+    let limits = source.limits.fetch();
+    let reply = prepare(source).and_then(|(parsed, path, credentials)| {
+        cap_memory(&limits)?;
+        let deadline = Instant::now() + source.timeout;
+        fetch::fetch(&FetchRequest {
+            source: &parsed,
+            branch: &source.branch,
+            path: &path,
+            credentials: &credentials,
+            default_username: &source.username,
+            limits,
+            deadline,
+            work_dir: source.work_dir.as_deref(),
+            skip_if_head_is: args.last_commit.as_deref(),
+        })
+    });
+    let (header, content) = match reply {
+        Ok(Fetched::Unchanged { commit }) => (Reply::Unchanged { commit }, Vec::new()),
+        Ok(Fetched::File { commit, content }) => (
+            Reply::File {
+                commit,
+                len: content.len() as u64,
+            },
+            content,
+        ),
+        Err(error) => (Reply::Failed(error), Vec::new()),
+    };
+    let mut out = std::io::stdout().lock();
+    let written = serde_json::to_writer(&mut out, &header)
+        .map_err(std::io::Error::other)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.write_all(&content))
+        .and_then(|()| out.flush());
+    i32::from(written.is_err())
+}
+
+/// The request again, from the flags the parent checked (so a failure here is ours).
+fn prepare(source: &SourceArgs) -> Result<(Source, MetadataPath, Credentials), FetchError> {
+    let local = |e: &dyn std::fmt::Display| FetchError::Local(format!("fetch worker: {e}"));
+    let policy = Policy {
+        allow_insecure: source.allow_insecure_transport,
+        allow_local: false,
+    };
+    let parsed = Source::parse(&source.repo, policy).map_err(|e| local(&e))?;
+    let path = MetadataPath::parse(&source.path).map_err(|e| local(&e))?;
+    let credentials = match &source.credentials_dir {
+        Some(dir) => Credentials::from_dir(dir).map_err(|e| local(&e))?,
+        None => Credentials::default(),
+    };
+    Ok((parsed, path, credentials))
+}
+
+/// Caps this process's data segment (heap and private mappings) and libgit2's pack indexer.
+fn cap_memory(limits: &FetchLimits) -> Result<(), FetchError> {
+    setrlimit(
+        Resource::RLIMIT_DATA,
+        limits.max_memory_bytes,
+        limits.max_memory_bytes,
+    )
+    .map_err(|e| FetchError::Local(format!("failed to cap the fetch worker's memory: {e}")))?;
+    crate::transport::set_pack_limits(limits.max_objects, limits.max_object_bytes())
+}
