@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate_operator_api::AnalyticsCrate;
 use crate_operator_api::contract::{LABEL_CRATE, Outcome};
+use crate_operator_api::repo_url::{RepoUrl, RepoUrlError, Scheme};
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
@@ -101,9 +102,12 @@ pub enum JobError {
         field: &'static str,
     },
     #[error(
-        "failed to build the loader Job for AnalyticsCrate {crate_ref}: spec.repo.url embeds a password; remove it from the URL and put the token in the Secret named by spec.repo.secretName"
+        "failed to build the loader Job for AnalyticsCrate {crate_ref}: spec.repo.url: {source}"
     )]
-    PasswordInUrl { crate_ref: String },
+    InvalidUrl {
+        crate_ref: String,
+        source: RepoUrlError,
+    },
     #[error("failed to build the loader Job for AnalyticsCrate {crate_ref}: {field} {reason}")]
     InvalidSpec {
         crate_ref: String,
@@ -186,11 +190,13 @@ pub fn build(
     if trigger.is_empty() {
         return Err(JobError::EmptyTrigger { crate_ref });
     }
-    // The URL is visible to anyone who can read Jobs; the loader would refuse it anyway.
-    if url_has_password(&ac.spec.repo.url) {
-        return Err(JobError::PasswordInUrl { crate_ref });
-    }
-    let credentials = credentials_volume(ac, cfg, &crate_ref)?;
+    // The loader's own parser: a URL it would refuse (one with a password, which anyone who can
+    // read Jobs would see) never makes a Job.
+    let url = RepoUrl::parse(&ac.spec.repo.url).map_err(|source| JobError::InvalidUrl {
+        crate_ref: crate_ref.clone(),
+        source,
+    })?;
+    let credentials = credentials_volume(ac, &url, cfg, &crate_ref)?;
 
     let mut labels = loader_labels();
     labels.insert(LABEL_CRATE.to_owned(), crate_label_value(name));
@@ -219,8 +225,7 @@ pub fn build(
         credentials.is_some(),
         cfg,
     );
-    let tls = repo_url_is_https(&ac.spec.repo.url);
-    let pod = pod::pod_spec(cfg, args, credentials, tls);
+    let pod = pod::pod_spec(cfg, args, credentials);
 
     Ok(Job {
         metadata: ObjectMeta {
@@ -259,8 +264,11 @@ pub fn build(
 }
 
 /// Permanent loader failures fail the Job at once (retrying cannot help until something
-/// changes); a Pod lost to a disruption (eviction, preemption, node drain) is retried without
-/// counting against `backoffLimit`.
+/// changes), and so does a Pod lost to a disruption: the kubelet evicting it for going over its
+/// own storage limit looks exactly like a node drain here (`DisruptionTarget`), and retrying
+/// that inside the Job would repeat it until the deadline. The manager reads the Pod to tell
+/// the two apart (`observe::pod_loss`): a limit is permanent, a drain or preemption is retried
+/// with the usual backoff.
 fn pod_failure_policy() -> PodFailurePolicy {
     PodFailurePolicy {
         rules: vec![
@@ -274,7 +282,7 @@ fn pod_failure_policy() -> PodFailurePolicy {
                 on_pod_conditions: None,
             },
             PodFailurePolicyRule {
-                action: "Ignore".to_owned(),
+                action: "FailJob".to_owned(),
                 on_exit_codes: None,
                 on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
                     type_: "DisruptionTarget".to_owned(),
@@ -326,6 +334,7 @@ fn load_args(
     flag("log-format", cfg.log_format.as_str());
     // Explicit, so the flag and the container's terminationMessagePath cannot disagree.
     flag("termination-message-path", TERMINATION_MESSAGE_PATH);
+    flag("max-memory-bytes", &cfg.fetch_memory_bytes().to_string());
     let limits = &cfg.limits;
     for (limit, value) in [
         ("max-transfer-bytes", limits.max_transfer_bytes),
@@ -347,6 +356,7 @@ fn load_args(
 /// it expects; `None` for public repositories.
 fn credentials_volume(
     ac: &AnalyticsCrate,
+    url: &RepoUrl,
     cfg: &JobConfig,
     crate_ref: &str,
 ) -> Result<Option<Volume>, JobError> {
@@ -379,7 +389,7 @@ fn credentials_volume(
         path: path.to_owned(),
         mode: None,
     };
-    let items = if is_ssh(&repo.url) {
+    let items = if url.scheme() == Scheme::Ssh {
         if repo.secret_key == cfg.known_hosts_key {
             return Err(invalid(
                 "spec.repo.secretKey",
@@ -408,33 +418,6 @@ fn credentials_volume(
         }),
         ..Volume::default()
     }))
-}
-
-/// `ssh://…` (and git's `git+ssh://` spellings) or scp-like `user@host:path`, as the loader
-/// decides it: these need `identity` and `known_hosts` instead of a token.
-fn is_ssh(url: &str) -> bool {
-    if let Some((scheme, _)) = url.split_once("://") {
-        return matches!(scheme, "ssh" | "git+ssh" | "ssh+git");
-    }
-    url.split_once(':').is_some_and(|(authority, path)| {
-        !authority.is_empty() && !authority.contains('/') && !path.is_empty()
-    })
-}
-
-fn repo_url_is_https(url: &str) -> bool {
-    url.get(..8)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
-}
-
-/// Whether a `scheme://user:password@host/…` URL carries a password.
-fn url_has_password(url: &str) -> bool {
-    let Some((_, rest)) = url.split_once("://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    authority
-        .rsplit_once('@')
-        .is_some_and(|(user_info, _)| user_info.contains(':'))
 }
 
 fn hex(bytes: &[u8], len: usize) -> String {

@@ -150,6 +150,64 @@ fn result_from_pods(pods: &[Pod]) -> Option<LoadResult> {
     serde_json::from_str(message).ok()
 }
 
+/// Evictions the kubelet makes because the Pod itself went over a limit it was given: retrying
+/// cannot help. Matched on the kubelet's own messages (Kubernetes 1.27–1.35 wording).
+const LIMIT_EVICTIONS: [(&str, &str); 3] = [
+    (
+        "ephemeral local storage usage exceeds the total limit",
+        "its ephemeral-storage limit",
+    ),
+    ("exceeds the limit", "the sizeLimit of one of its volumes"),
+    (
+        "exceeded its local ephemeral storage limit",
+        "its container's ephemeral-storage limit",
+    ),
+];
+
+/// Why the newest loader Pod was lost without a result, when it was evicted or disrupted:
+/// permanent for an eviction over the Pod's own limits, transient for everything the cluster
+/// did to it (node pressure, a drain, preemption).
+fn pod_loss(pods: &[Pod]) -> Option<(Outcome, String)> {
+    let pod = pods
+        .iter()
+        .max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0))?;
+    let status = pod.status.as_ref()?;
+    let disruption = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionTarget" && c.status == "True");
+    let evicted = status.reason.as_deref() == Some("Evicted");
+    if !evicted && disruption.is_none() {
+        return None;
+    }
+    let said = status
+        .message
+        .as_deref()
+        .or_else(|| disruption.and_then(|c| c.message.as_deref()))
+        .unwrap_or("no message");
+    if let Some((_, which)) = LIMIT_EVICTIONS
+        .iter()
+        .find(|(words, _)| said.to_ascii_lowercase().contains(words))
+    {
+        return Some((
+            Outcome::LimitExceeded,
+            format!(
+                "the kubelet evicted the loader Pod for going over {which} ({said}); the \
+                 repository needs more space than the loader Pod has: raise the loader's \
+                 storage limits, or lower --max-transfer-bytes so the loader refuses it itself"
+            ),
+        ));
+    }
+    let reason = disruption
+        .and_then(|c| c.reason.as_deref())
+        .unwrap_or("Evicted");
+    Some((
+        Outcome::FetchFailed,
+        format!("the loader Pod was stopped by the cluster ({reason}: {said}); retrying"),
+    ))
+}
+
 /// A result for a Job whose loader left none.
 fn fallback_result(
     succeeded: bool,
@@ -170,13 +228,15 @@ fn fallback_result(
             "the loader Job ran past its activeDeadlineSeconds and was stopped; see its log"
                 .to_owned(),
         )
-    } else if let Some(t) = termination.filter(|t| t.reason.as_deref() == Some("OOMKilled")) {
+    } else if let Some(loss) = pod_loss(pods) {
+        loss
+    } else if termination.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled")) {
         (
-            Outcome::Internal,
-            format!(
-                "the loader ran out of memory (exit code {}); raise the loader memory limit or lower its limits",
-                t.exit_code
-            ),
+            Outcome::LimitExceeded,
+            "the loader was killed for going over its container memory limit; the repository \
+             needs more memory than the loader Pod has (raise the loader's memory limit and \
+             --max-memory-bytes only if this is expected), or request a reload to try again"
+                .to_owned(),
         )
     } else if let Some(t) = termination {
         let outcome = Outcome::from_exit_code(t.exit_code).unwrap_or(Outcome::Internal);

@@ -57,7 +57,7 @@ impl Scheme {
 }
 
 /// Why a URL is refused. Messages never repeat user information.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum RepoUrlError {
     #[error("failed to parse the repository URL {url}: {reason}")]
     Malformed { url: String, reason: String },

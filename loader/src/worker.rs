@@ -112,9 +112,15 @@ pub fn fetch(req: &FetchRequest<'_>, isolated: &Isolated<'_>) -> Result<Fetched,
     let status = child.wait();
     let _ = finished.send(());
     let _ = killer.join();
-    if let Ok(usage) = getrusage(UsageWho::RUSAGE_CHILDREN) {
-        // The worker is this process's only child: its peak resident memory, in KiB.
-        tracing::info!(peak_kib = usage.max_rss(), "fetch worker finished");
+    // Peak resident memory in KiB, as the kernel measured it: the worker's (this process's only
+    // child) and this process's own. The latter comes from VmHWM, because getrusage's own
+    // figure keeps what the process that started us held before exec.
+    if let Ok(worker) = getrusage(UsageWho::RUSAGE_CHILDREN) {
+        tracing::info!(
+            worker_peak_kib = worker.max_rss(),
+            loader_peak_kib = own_peak_kib(),
+            "fetch worker finished"
+        );
     }
     drop(area);
     let url = isolated.parsed.to_string();
@@ -123,6 +129,19 @@ pub fn fetch(req: &FetchRequest<'_>, isolated: &Isolated<'_>) -> Result<Fetched,
         None if fired.load(Ordering::SeqCst) => Err(FetchError::TimedOut { url }),
         None => Err(died(&url, status, req.limits.max_memory_bytes)),
     }
+}
+
+/// This process's peak resident memory (`VmHWM`), in KiB; 0 when unknown.
+fn own_peak_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// The worker's reply and the file that follows it; `None` when it wrote no complete reply.

@@ -282,3 +282,58 @@ fn copy_to_installs_a_read_only_executable_copy_that_runs() {
     assert_eq!(code, 0);
     assert!(stdout.starts_with("crate-loader "), "{stdout}");
 }
+
+/// 4 MiB documents in the shapes that cost the parser most per input byte.
+fn hostile_json_shapes() -> Vec<(&'static str, String)> {
+    const SIZE: usize = 4 * 1024 * 1024 - 64;
+    fn repeat(unit: &str) -> String {
+        let count = SIZE / (unit.len() + 1);
+        format!("[{}]", vec![unit; count].join(","))
+    }
+    fn tree(depth: u32) -> String {
+        if depth == 0 {
+            "[]".to_owned()
+        } else {
+            let child = tree(depth - 1);
+            format!("[{child},{child}]")
+        }
+    }
+    vec![
+        (
+            "nested arrays",
+            repeat(&format!("{}{}", "[".repeat(60), "]".repeat(60))),
+        ),
+        ("binary trees of arrays", repeat(&tree(10))),
+        ("small objects", repeat(r#"{"a":0}"#)),
+        ("empty arrays", repeat("[]")),
+    ]
+}
+
+#[test]
+fn json_parsing_memory_stays_within_thirty_times_the_input_for_hostile_shapes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (shape, doc) in hostile_json_shapes() {
+        let file = dir.path().join("ro-crate-metadata.json");
+        std::fs::write(&file, &doc).expect("write");
+        // GNU time reports the peak resident memory of the process in KiB.
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M"])
+            .arg(env!("CARGO_BIN_EXE_crate-loader"))
+            .args(["validate", "--max-json-depth", "64"])
+            .arg(&file)
+            .output()
+            .expect("GNU time (Debian package time) runs crate-loader");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let peak_kib: u64 = stderr
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{shape}: no peak in {stderr}"));
+        let ratio = peak_kib * 1024 / doc.len() as u64;
+        assert!(
+            ratio <= 30,
+            "{shape}: {} MiB for 4 MiB ({ratio}×)",
+            peak_kib / 1024
+        );
+    }
+}

@@ -170,6 +170,15 @@ impl JobConfig {
         &self.namespace_resources.service_account
     }
 
+    /// The fetch worker's memory budget (the loader's `--max-memory-bytes`): the main
+    /// container's memory limit less [`LOADER_OWN_MEMORY`], so the container is never OOM-killed
+    /// for what a server sends; the loader reports `LimitExceeded` instead.
+    pub fn fetch_memory_bytes(&self) -> u64 {
+        quantity("main_resources", &self.main_resources.memory_limit)
+            .map_or(0, bytes)
+            .saturating_sub(LOADER_OWN_MEMORY)
+    }
+
     /// The image of the main container.
     pub fn runner_image(&self) -> &str {
         self.runner_image.as_deref().unwrap_or(&self.loader_image)
@@ -338,6 +347,14 @@ impl JobConfig {
             "main_resources",
             &self.main_resources.ephemeral_storage_limit,
         )?;
+        let memory = quantity("main_resources", &self.main_resources.memory_limit)?;
+        if memory < approximate(LOADER_OWN_MEMORY + MIN_FETCH_MEMORY) {
+            return Err(InvalidConfig::new(
+                "main_resources",
+                "memory_limit must be at least 192Mi: the loader keeps 128Mi for itself and gives \
+                 the rest (at least 64Mi) to its fetch",
+            ));
+        }
         if main_limit < bin + work + tmp {
             return Err(InvalidConfig::new(
                 "main_resources",
@@ -346,6 +363,22 @@ impl JobConfig {
         }
         Ok(())
     }
+}
+
+/// Memory the loader process needs beside its fetch worker: the Kubernetes client and the parsed
+/// crate (at most about 25× the 4 MiB metadata limit for the worst JSON shapes).
+pub const LOADER_OWN_MEMORY: u64 = 128 * 1024 * 1024;
+/// The smallest fetch budget the manager will configure.
+const MIN_FETCH_MEMORY: u64 = 64 * 1024 * 1024;
+
+/// A parsed quantity as whole bytes.
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "quantities are validated positive; fractions of a byte are dropped"
+)]
+fn bytes(quantity: f64) -> u64 {
+    quantity as u64
 }
 
 /// Whole seconds of a duration of at least `min` that fits the API field type `T`.

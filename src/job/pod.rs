@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile,
-    EmptyDirVolumeSource, EnvVar, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    EmptyDirVolumeSource, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
     ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecurityContext,
     ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
@@ -20,16 +20,9 @@ use super::{
 };
 
 /// The Pod spec of a loader Job: `args` for the main container, and the crate's credentials
-/// volume when it has a Secret.
-/// `tls` says whether the repository is reached over https; without it the main container
-/// tells OpenSSL to skip the system CA bundle, which libgit2 would otherwise load at start-up
-/// for nothing (~30 ms of CPU, most of a no-op check).
-pub(super) fn pod_spec(
-    cfg: &JobConfig,
-    args: Vec<String>,
-    credentials: Option<Volume>,
-    tls: bool,
-) -> PodSpec {
+/// volume when it has a Secret. No environment variables: everything the loader needs is in
+/// its arguments and files.
+pub(super) fn pod_spec(cfg: &JobConfig, args: Vec<String>, credentials: Option<Volume>) -> PodSpec {
     let empty_dir = |name: &str, size: &str| Volume {
         name: name.to_owned(),
         empty_dir: Some(EmptyDirVolumeSource {
@@ -84,13 +77,6 @@ pub(super) fn pod_spec(
     let main = Container {
         command: Some(vec![LOADER_PATH.to_owned()]),
         args: Some(args),
-        env: (!tls).then(|| {
-            vec![EnvVar {
-                name: "SSL_CERT_FILE".to_owned(),
-                value: Some("/dev/null".to_owned()),
-                value_from: None,
-            }]
-        }),
         volume_mounts: Some(main_mounts),
         ..container(CONTAINER_NAME, cfg.runner_image(), &cfg.main_resources)
     };

@@ -483,28 +483,12 @@ fn a_public_crate_gets_no_credentials_volume() {
 }
 
 #[test]
-fn no_container_has_environment_variables_beyond_skipping_the_ca_bundle_without_https() {
+fn no_container_has_environment_variables() {
     for ac in fixtures() {
         let job = build_default(&ac);
-        let https = ac.spec.repo.url.starts_with("https://");
         for c in containers(pod(&job)) {
             assert_eq!(c.env_from, None, "{}", c.name);
-            let env: Vec<(String, Option<String>)> = c
-                .env
-                .iter()
-                .flatten()
-                .map(|e| (e.name.clone(), e.value.clone()))
-                .collect();
-            if c.name == "load" && !https {
-                assert_eq!(
-                    env,
-                    [("SSL_CERT_FILE".to_owned(), Some("/dev/null".to_owned()))],
-                    "{}",
-                    ac.spec.repo.url
-                );
-            } else {
-                assert!(env.is_empty(), "{} {}: {env:?}", c.name, ac.spec.repo.url);
-            }
+            assert_eq!(c.env, None, "{} {}", c.name, ac.spec.repo.url);
         }
     }
 }
@@ -538,6 +522,7 @@ fn an_https_crate_with_a_secret_gets_exactly_these_arguments() {
             "--timeout=5m",
             "--log-format=text",
             "--termination-message-path=/dev/termination-log",
+            "--max-memory-bytes=402653184",
         ]
     );
 }
@@ -559,6 +544,7 @@ fn an_ssh_crate_gets_exactly_these_arguments() {
             "--timeout=5m",
             "--log-format=text",
             "--termination-message-path=/dev/termination-log",
+            "--max-memory-bytes=402653184",
         ]
     );
 }
@@ -580,6 +566,7 @@ fn a_public_crate_gets_exactly_these_arguments() {
             "--timeout=5m",
             "--log-format=text",
             "--termination-message-path=/dev/termination-log",
+            "--max-memory-bytes=402653184",
         ]
     );
 }
@@ -616,12 +603,13 @@ fn limit_insecure_transport_and_log_flags_appear_only_when_configured() {
     .expect("builds");
     let args = args(&job);
     assert_eq!(
-        &args[args.len() - 9..],
+        &args[args.len() - 10..],
         [
             "--work-dir=/work",
             "--timeout=1m 30s",
             "--log-format=json",
             "--termination-message-path=/dev/termination-log",
+            "--max-memory-bytes=402653184",
             "--max-transfer-bytes=104857600",
             "--max-objects=1000",
             "--max-file-bytes=65536",
@@ -629,12 +617,26 @@ fn limit_insecure_transport_and_log_flags_appear_only_when_configured() {
             "--allow-insecure-transport",
         ]
     );
+    // The memory budget always follows the container's limit; the others keep the loader's
+    // defaults unless configured.
     let default_args = args_of_default();
-    assert!(
-        !default_args
-            .iter()
-            .any(|a| a.starts_with("--max-") || a == "--allow-insecure-transport")
-    );
+    assert!(!default_args.iter().any(|a| {
+        (a.starts_with("--max-") && !a.starts_with("--max-memory-bytes="))
+            || a == "--allow-insecure-transport"
+    }));
+}
+
+#[test]
+fn the_fetch_memory_budget_is_the_container_limit_less_what_the_loader_keeps() {
+    let mut cfg = JobConfig::default();
+    assert_eq!(cfg.fetch_memory_bytes(), 384 * 1024 * 1024);
+    cfg.main_resources.memory_limit = "1Gi".to_owned();
+    assert_eq!(cfg.fetch_memory_bytes(), 896 * 1024 * 1024);
+    cfg.main_resources.memory_limit = "160Mi".to_owned();
+    let err = cfg
+        .validate()
+        .expect_err("too small for the loader and its fetch");
+    assert!(err.to_string().contains("at least 192Mi"), "{err}");
 }
 
 fn args_of_default() -> Vec<String> {
@@ -647,7 +649,7 @@ fn args_of_default() -> Vec<String> {
 // --- Job ---------------------------------------------------------------------------------------
 
 #[test]
-fn permanent_exit_codes_fail_the_job_and_disruptions_are_ignored() {
+fn permanent_exit_codes_and_disruptions_fail_the_job_at_once() {
     let job = build_default(&fixture(PUBLIC));
     let policy = job
         .spec
@@ -661,10 +663,10 @@ fn permanent_exit_codes_fail_the_job_and_disruptions_are_ignored() {
     assert_eq!(codes.container_name.as_deref(), Some("load"));
     assert_eq!(codes.operator, "In");
     assert_eq!(codes.values, Outcome::permanent_exit_codes());
-    let ignore = &policy.rules[1];
-    assert_eq!(ignore.action, "Ignore");
+    let disrupted = &policy.rules[1];
+    assert_eq!(disrupted.action, "FailJob");
     assert_eq!(
-        serde_json::to_value(&ignore.on_pod_conditions).expect("json"),
+        serde_json::to_value(&disrupted.on_pod_conditions).expect("json"),
         serde_json::json!([{"type": "DisruptionTarget", "status": "True"}])
     );
 }
@@ -905,10 +907,24 @@ fn a_crate_without_uid_or_namespace_is_refused() {
 
 #[test]
 fn a_url_with_a_password_is_refused_but_a_user_name_is_fine() {
-    let ac = test_crate("https://pat:ghp_secret@github.com/org/r.git", Some("s"));
-    let err = build(&ac, "t", None, &JobConfig::default()).expect_err("password");
-    assert!(matches!(err, JobError::PasswordInUrl { .. }));
-    assert!(!err.to_string().contains("ghp_secret"), "{err}");
+    for url in [
+        "https://pat:ghp_secret@github.com/org/r.git",
+        "pat:ghp_secret@github.com:org/r.git",
+    ] {
+        let ac = test_crate(url, Some("s"));
+        let err = build(&ac, "t", None, &JobConfig::default()).expect_err("password");
+        assert!(
+            matches!(
+                err,
+                JobError::InvalidUrl {
+                    source: RepoUrlError::Password { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("ghp_secret"), "{err}");
+    }
     let ac = test_crate("https://pat@github.com/org/r.git", Some("s"));
     build(&ac, "t", None, &JobConfig::default()).expect("a user name is not a secret");
 }

@@ -99,18 +99,81 @@ fn the_newest_pods_result_wins_after_retries() {
 }
 
 #[test]
-fn an_out_of_memory_kill_is_explained() {
+fn an_out_of_memory_kill_is_a_permanent_limit_that_says_which() {
     let (result, _) = finished_result(
         &job(FAILED_LIMIT),
         &[pod("{exitCode: 137, reason: OOMKilled}")],
     );
-    assert_eq!(result.outcome, Outcome::Internal);
+    assert_eq!(result.outcome, Outcome::LimitExceeded);
+    assert!(result.outcome.is_permanent());
     assert!(
-        result.message.contains("ran out of memory"),
+        result.message.contains("container memory limit"),
         "{}",
         result.message
     );
     assert_eq!(result.datasource.as_deref(), Some("demo"));
+}
+
+/// A Pod the kubelet evicted, with the condition the Job controller's FailJob rule matched.
+fn evicted_pod(message: &str, disruption_reason: &str) -> Pod {
+    serde_yaml::from_str(&format!(
+        r#"
+metadata: {{name: demo-0123456789-abcde, creationTimestamp: "2026-11-22T10:01:00Z"}}
+status:
+  phase: Failed
+  reason: Evicted
+  message: "{message}"
+  conditions:
+  - {{type: DisruptionTarget, status: "True", reason: {disruption_reason}, message: "{message}"}}
+  containerStatuses:
+  - name: load
+    image: loader
+    imageID: ""
+    ready: false
+    restartCount: 0
+    state:
+      terminated: {{exitCode: 137, reason: ContainerStatusUnknown}}
+"#
+    ))
+    .expect("pod YAML")
+}
+
+const FAILED_BY_POLICY: &str = r#"[{type: Failed, status: "True", reason: PodFailurePolicy, message: "Pod sde/demo-0123456789-abcde has condition DisruptionTarget matching FailJob rule at index 1", lastTransitionTime: "2026-11-22T10:02:00Z"}]"#;
+
+#[test]
+fn an_eviction_over_the_pods_own_storage_limits_is_a_permanent_limit() {
+    for message in [
+        "Pod ephemeral local storage usage exceeds the total limit of containers 1280Mi. ",
+        "Usage of EmptyDir volume \\\"work\\\" exceeds the limit \\\"1Gi\\\". ",
+        "Container load exceeded its local ephemeral storage limit \\\"1280Mi\\\". ",
+    ] {
+        let (result, _) = finished_result(
+            &job(FAILED_BY_POLICY),
+            &[evicted_pod(message, "TerminationByKubelet")],
+        );
+        assert_eq!(result.outcome, Outcome::LimitExceeded, "{message}");
+        assert!(result.message.contains("evicted"), "{}", result.message);
+    }
+}
+
+#[test]
+fn a_pod_lost_to_the_cluster_is_retried() {
+    for (message, reason) in [
+        (
+            "The node was low on resource: ephemeral-storage. ",
+            "TerminationByKubelet",
+        ),
+        ("Eviction API: evicting", "EvictionByEvictionAPI"),
+        (
+            "Preempted by a higher priority pod",
+            "PreemptionByScheduler",
+        ),
+    ] {
+        let (result, _) = finished_result(&job(FAILED_BY_POLICY), &[evicted_pod(message, reason)]);
+        assert_eq!(result.outcome, Outcome::FetchFailed, "{message}");
+        assert!(!result.outcome.is_permanent());
+        assert!(result.message.contains(reason), "{}", result.message);
+    }
 }
 
 #[test]

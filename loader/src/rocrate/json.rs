@@ -3,8 +3,13 @@
 //! Why not `serde_json::Value`: its objects are B-trees whose smallest node reserves room for
 //! eleven entries (about 600 bytes), so a 4 MiB file of tiny objects such as `{"a":0},` costs
 //! some 360 MiB to hold. Here an object is an exact-size slice of entries and scalars we never
-//! read (numbers) carry no payload: measured peak memory is about 8× the input for a realistic
-//! crate and about 26× for the worst shape found (4 MiB of `{"a":0},` → 108 MB).
+//! read (numbers) carry no payload. Containers start with room for one element: most JSON
+//! containers in hostile shapes hold one or two, and a vector grown past its first allocation
+//! and then shrunk leaves a hole the allocator cannot reuse for the next one (starting empty
+//! made 4 MiB of nested `[[[…]]]` cost 235 MB, 56× the input). Measured peak memory of
+//! `validate` (release build): about 8× the input for a realistic crate, and for 4 MiB of the
+//! worst shapes found: 103 MB (25×) for binary trees of arrays, 96 MB for 5-ary trees, 75 MB for
+//! deeply nested arrays, 64 MB for `{"a":0},` repeated. `tests/cli.rs` holds the loader to 30×.
 //!
 //! Object entries are sorted by key so a lookup is a binary search: hostile crates can make an
 //! entity with 100,000 properties and refer to it 100,000 times, and a linear lookup per
@@ -76,7 +81,8 @@ impl<'de> Deserialize<'de> for Json {
     }
 }
 
-/// Containers are collected with a capped initial capacity: a size hint is input-controlled.
+/// Containers are collected with a capped initial capacity (a size hint is input-controlled), and
+/// at least 1 (see the module comment).
 const MAX_PREALLOCATED: usize = 1024;
 
 struct JsonVisitor;
@@ -121,7 +127,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_PREALLOCATED));
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(1).clamp(1, MAX_PREALLOCATED));
         while let Some(item) = seq.next_element()? {
             items.push(item);
         }
@@ -129,7 +135,8 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(MAX_PREALLOCATED));
+        let mut entries =
+            Vec::with_capacity(map.size_hint().unwrap_or(1).clamp(1, MAX_PREALLOCATED));
         while let Some(entry) = map.next_entry::<Box<str>, Json>()? {
             entries.push(entry);
         }

@@ -372,10 +372,13 @@ impl Shared {
         let session = &self.session;
         match error {
             ureq::Error::Timeout(_) => session.timed_out(),
-            ureq::Error::LargeResponseHeader(..) => session.fail(FetchError::HeadersTooLarge {
-                url: session.shown_url(),
-                limit: MAX_HEADER_BYTES,
-            }),
+            ureq::Error::LargeResponseHeader(..)
+            | ureq::Error::Protocol(ureq_proto::Error::HttpParseTooManyHeaders) => {
+                session.fail(FetchError::HeadersTooLarge {
+                    url: session.shown_url(),
+                    limit: MAX_HEADER_BYTES,
+                })
+            }
             ureq::Error::Tls(_) | ureq::Error::Rustls(_) => session.fail(FetchError::Tls {
                 url: session.shown_url(),
                 detail: crate::escape::controls(&error.to_string()),

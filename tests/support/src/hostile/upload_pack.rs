@@ -229,13 +229,16 @@ pub(crate) fn write_shallow_section(
         Shallow::None => {}
         Shallow::List(ids) => {
             for id in ids {
-                out.write_all(&pktline::text(&format!("shallow {id}")))?;
+                // Without a newline, as git's upload-pack writes it (libgit2 insists).
+                out.write_all(&pktline::data(format!("shallow {id}").as_bytes()))?;
             }
         }
         Shallow::Endless => {
             let mut batch = Vec::with_capacity(72 * 1024);
             for n in 0u64.. {
-                batch.extend_from_slice(&pktline::text(&format!("shallow {}", fake_id(n))));
+                batch.extend_from_slice(&pktline::data(
+                    format!("shallow {}", fake_id(n)).as_bytes(),
+                ));
                 if batch.len() >= 64 * 1024 {
                     out.write_all(&batch)?;
                     batch.clear();

@@ -1,0 +1,713 @@
+//! The loader against servers and repositories built to hurt it, all on loopback: redirects
+//! that would carry the token elsewhere, responses that never end, packs that expand without
+//! bound or lie about themselves, refs that point at the wrong kind of object, and text full of
+//! terminal escapes. Each case asserts the outcome (permanent where retrying cannot help) and,
+//! where memory is at stake, the peak the kernel measured.
+//!
+//! Memory cases run the `crate-loader` binary, since the memory cap lives in its fetch worker;
+//! the others call the library's fetch directly.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate_loader::credentials::{Credentials, Secret};
+use crate_loader::fetch::{FetchError, FetchLimits, FetchRequest, Fetched, fetch};
+use crate_loader::source::{MetadataPath, Policy, Source};
+use crate_operator_api::contract::Outcome;
+use crate_test_support::hostile::pack::{commit_bytes, tree_bytes};
+use crate_test_support::hostile::repos::{
+    blob_mode_tree_entry, branches_at_non_commits, many_branches,
+};
+use crate_test_support::hostile::{
+    BLOB_BRANCH, DaemonScript, ObjectKind, PackBuilder, PackResponse, RefAdvertisement, Reply,
+    ScriptedGitDaemon, ScriptedHttp, Shallow, TAG_BRANCH, TREE_BRANCH, TreeItem, copy_bomb,
+    object_id, smart_git,
+};
+use crate_test_support::{GitDaemon, RepoBuilder, SmartHttp};
+
+const META: &str = "ro-crate-metadata.json";
+const CRATE: &[u8] = br#"{"@context":"https://w3id.org/ro/crate/1.1/context","@graph":[]}"#;
+const TOKEN: &str = "s3cret-token-that-must-stay-home";
+const MIB: u64 = 1024 * 1024;
+const OTHER_HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/// A valid one-file crate as a pack: (commit id, pack bytes).
+fn crate_pack(extra: impl FnOnce(&mut PackBuilder)) -> (String, Vec<u8>) {
+    let mut pack = PackBuilder::new();
+    let blob = pack.blob(CRATE.to_vec());
+    let tree = pack.tree(&[TreeItem::file(META, blob)]);
+    let commit = pack.commit(tree, &[], "crate");
+    extra(&mut pack);
+    (commit.hex(), pack.build())
+}
+
+fn daemon_serving(
+    commit: &str,
+    pack: Vec<u8>,
+    response: impl FnOnce(PackResponse) -> PackResponse,
+) -> ScriptedGitDaemon {
+    ScriptedGitDaemon::start(DaemonScript::UploadPack {
+        advertisement: RefAdvertisement::new([(commit.to_owned(), "refs/heads/main".to_owned())]),
+        response: response(PackResponse::new(pack)),
+    })
+    .expect("scripted daemon")
+}
+
+fn crate_repo() -> crate_test_support::BareRepo {
+    RepoBuilder::new()
+        .file(META, CRATE)
+        .commit("crate")
+        .build_bare()
+        .expect("repo")
+}
+
+/// A fetch through the library (no worker, no memory cap).
+struct Fetch {
+    url: String,
+    branch: String,
+    credentials: Credentials,
+    limits: FetchLimits,
+}
+
+impl Fetch {
+    fn of(url: impl Into<String>) -> Fetch {
+        Fetch {
+            url: url.into(),
+            branch: "main".into(),
+            credentials: Credentials::default(),
+            limits: FetchLimits::default(),
+        }
+    }
+    fn token(mut self) -> Fetch {
+        self.credentials.token = Some(Secret::new(TOKEN));
+        self
+    }
+    fn run(&self) -> Result<Fetched, FetchError> {
+        let policy = Policy {
+            allow_insecure: true,
+            allow_local: false,
+        };
+        let source = Source::parse(&self.url, policy).expect("test URL parses");
+        let path = MetadataPath::parse(META).expect("path");
+        fetch(&FetchRequest {
+            source: &source,
+            branch: &self.branch,
+            path: &path,
+            credentials: &self.credentials,
+            default_username: "pat",
+            limits: self.limits,
+            deadline: Instant::now() + Duration::from_secs(60),
+            work_dir: None,
+            skip_if_head_is: None,
+        })
+    }
+    fn fails(&self) -> FetchError {
+        match self.run() {
+            Ok(fetched) => panic!("fetch of {} succeeded: {fetched:?}", self.url),
+            Err(e) => e,
+        }
+    }
+}
+
+/// `crate-loader preview` as a Job would run it, with a memory budget, and what it reported.
+struct Run {
+    code: i32,
+    stderr: String,
+    /// Peak resident memory of the fetch worker and of the loader, in bytes, as measured by
+    /// the kernel (the loader's "fetch worker finished" log line).
+    peaks: Option<(u64, u64)>,
+}
+
+const TEST_MEMORY: u64 = 128 * MIB;
+
+fn preview(url: &str, args: &[&str], env: &[(&str, &Path)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crate-loader"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CRATE_LOADER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.args([
+        "--log-format",
+        "json",
+        "preview",
+        "--allow-insecure-transport",
+        "--repo",
+        url,
+    ])
+    .args(["--path", META])
+    .args(["--max-memory-bytes", &TEST_MEMORY.to_string()])
+    .args(args);
+    if !args.contains(&"--timeout") {
+        cmd.args(["--timeout", "60s"]);
+    }
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let out = cmd.output().expect("crate-loader runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let peaks = stderr.lines().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        (v["message"] == "fetch worker finished").then(|| {
+            (
+                v["worker_peak_kib"].as_u64().unwrap_or(u64::MAX) * 1024,
+                v["loader_peak_kib"].as_u64().unwrap_or(u64::MAX) * 1024,
+            )
+        })
+    });
+    Run {
+        code: out.status.code().expect("exited, not killed"),
+        stderr,
+        peaks,
+    }
+}
+
+impl Run {
+    /// Asserts a permanent limit failure whose message mentions `words`, within the memory cap.
+    fn limit_exceeded(&self, words: &str) {
+        assert_eq!(
+            self.code,
+            Outcome::LimitExceeded.exit_code(),
+            "{}",
+            self.stderr
+        );
+        assert!(self.stderr.contains(words), "{}", self.stderr);
+        self.within_memory();
+    }
+
+    /// The worker stayed under its cap (plus what RLIMIT_DATA does not count: the binary and
+    /// shared libraries), and the loader itself stayed small.
+    fn within_memory(&self) {
+        let (worker, loader) = self
+            .peaks
+            .expect("the loader reports the worker's peak memory");
+        eprintln!(
+            "peak memory: worker {} KiB, loader {} KiB",
+            worker / 1024,
+            loader / 1024
+        );
+        assert!(
+            worker <= TEST_MEMORY + 32 * MIB,
+            "worker peak {} MiB over the {} MiB budget",
+            worker / MIB,
+            TEST_MEMORY / MIB
+        );
+        assert!(loader <= 64 * MIB, "loader peak {} MiB", loader / MIB);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Credentials go only to the origin
+
+#[test]
+fn a_redirect_to_another_host_never_receives_the_token() {
+    let repo = crate_repo();
+    let target = SmartHttp::builder()
+        .bind(OTHER_HOST)
+        .basic_auth("pat", TOKEN)
+        .start(repo.base_dir())
+        .expect("target");
+    let location = format!(
+        "{}/info/refs?service=git-upload-pack",
+        target.url(repo.name())
+    );
+    let origin =
+        ScriptedHttp::start(move |_| Reply::redirect(302, location.clone())).expect("origin");
+
+    let err = Fetch::of(origin.url("/crate.git")).token().fails();
+    assert!(
+        matches!(err, FetchError::CredentialsElsewhere { .. }),
+        "{err}"
+    );
+    assert_eq!(err.outcome(), Outcome::AuthenticationFailed);
+    assert!(err.to_string().contains("127.0.0.2"), "{err}");
+    assert!(!err.to_string().contains(TOKEN), "{err}");
+    let sent: Vec<_> = target
+        .request_log()
+        .into_iter()
+        .map(|r| r.authorization_header)
+        .collect();
+    assert!(!sent.is_empty(), "the redirect was followed");
+    assert!(
+        sent.iter().all(Option::is_none),
+        "the token went to the redirect target: {sent:?}"
+    );
+}
+
+#[test]
+fn a_redirect_after_authentication_does_not_carry_the_token_along() {
+    let repo = crate_repo();
+    let target = SmartHttp::builder()
+        .bind(OTHER_HOST)
+        .basic_auth("pat", TOKEN)
+        .start(repo.base_dir())
+        .expect("target");
+    let location = format!(
+        "{}/info/refs?service=git-upload-pack",
+        target.url(repo.name())
+    );
+    // The origin asks for credentials first, then sends the client elsewhere.
+    let origin = ScriptedHttp::start(move |request| match request.authorization() {
+        None => Reply::Unauthorized,
+        Some(_) => Reply::redirect(307, location.clone()),
+    })
+    .expect("origin");
+
+    let err = Fetch::of(origin.url("/crate.git")).token().fails();
+    assert!(
+        matches!(err, FetchError::CredentialsElsewhere { .. }),
+        "{err}"
+    );
+    assert!(
+        target
+            .request_log()
+            .iter()
+            .all(|r| r.authorization_header.is_none()),
+        "the token went to the redirect target"
+    );
+    assert!(
+        origin
+            .requests()
+            .iter()
+            .any(|r| r.authorization().is_some()),
+        "the origin itself did get the token after asking"
+    );
+}
+
+#[test]
+fn a_redirect_to_another_port_of_the_same_host_never_receives_the_token() {
+    let repo = crate_repo();
+    let target = SmartHttp::builder()
+        .basic_auth("pat", TOKEN)
+        .start(repo.base_dir())
+        .expect("target on 127.0.0.1, another port");
+    let location = format!(
+        "{}/info/refs?service=git-upload-pack",
+        target.url(repo.name())
+    );
+    let origin =
+        ScriptedHttp::start(move |_| Reply::redirect(301, location.clone())).expect("origin");
+
+    let err = Fetch::of(origin.url("/crate.git")).token().fails();
+    assert!(
+        matches!(err, FetchError::CredentialsElsewhere { .. }),
+        "{err}"
+    );
+    assert!(
+        target
+            .request_log()
+            .iter()
+            .all(|r| r.authorization_header.is_none())
+    );
+}
+
+#[test]
+fn a_redirect_within_the_origin_keeps_the_token_and_loads() {
+    let (commit, pack) = crate_pack(|_| {});
+    let serve = smart_git(
+        RefAdvertisement::new([(commit, "refs/heads/main".to_owned())]),
+        PackResponse::new(pack),
+    );
+    let expected = format!("Basic {}", base64_of(&format!("pat:{TOKEN}")));
+    // The repository moved on the same server: a relative redirect, then a private repository.
+    let origin = ScriptedHttp::start(move |request| {
+        if request.path().starts_with("/old.git/") {
+            Reply::redirect(301, "/new.git/info/refs?service=git-upload-pack")
+        } else if request.authorization() != Some(expected.as_str()) {
+            Reply::Unauthorized
+        } else {
+            serve(request)
+        }
+    })
+    .expect("origin");
+    let fetched = Fetch::of(origin.url("/old.git"))
+        .token()
+        .run()
+        .expect("loads");
+    assert!(matches!(fetched, Fetched::File { ref content, .. } if content == CRATE));
+    let log = origin.requests();
+    assert!(
+        log.iter()
+            .any(|r| r.is_upload_pack() && r.authorization().is_some()),
+        "the moved repository got the token on the same origin"
+    );
+    assert!(
+        log.iter()
+            .filter(|r| r.path().starts_with("/old.git/"))
+            .all(|r| r.authorization().is_none()),
+        "the token is sent only once the origin asked for it"
+    );
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[test]
+fn a_public_repository_may_redirect_elsewhere_and_still_loads() {
+    let repo = crate_repo();
+    let target = SmartHttp::builder()
+        .bind(OTHER_HOST)
+        .start(repo.base_dir())
+        .expect("target");
+    let location = format!(
+        "{}/info/refs?service=git-upload-pack",
+        target.url(repo.name())
+    );
+    let origin =
+        ScriptedHttp::start(move |_| Reply::redirect(302, location.clone())).expect("origin");
+
+    // With a token configured but never asked for, nothing is sent anywhere.
+    let fetched = Fetch::of(origin.url("/crate.git"))
+        .token()
+        .run()
+        .expect("loads");
+    assert!(matches!(fetched, Fetched::File { ref content, .. } if content == CRATE));
+    assert!(
+        target
+            .request_log()
+            .iter()
+            .all(|r| r.authorization_header.is_none())
+    );
+}
+
+#[test]
+fn an_https_redirect_to_another_host_never_receives_the_token() {
+    let target = ScriptedHttp::builder()
+        .ip(OTHER_HOST)
+        .tls()
+        .start(|request| match request.authorization() {
+            None => Reply::Unauthorized,
+            Some(_) => Reply::status(404),
+        })
+        .expect("https target");
+    let location = target.url("/crate.git/info/refs?service=git-upload-pack");
+    let origin = ScriptedHttp::builder()
+        .tls()
+        .start(move |_| Reply::redirect(302, location.clone()))
+        .expect("https origin");
+    let bundle = tempfile::NamedTempFile::new().expect("bundle");
+    let pems = [origin.ca_pem(), target.ca_pem()].map(|p| p.expect("tls").to_owned());
+    std::fs::write(bundle.path(), pems.concat()).expect("write bundle");
+    let credentials = tempfile::tempdir().expect("credentials");
+    std::fs::write(credentials.path().join("token"), TOKEN).expect("token");
+
+    let run = preview(
+        &origin.url("/crate.git"),
+        &[
+            "--credentials-dir",
+            &credentials.path().display().to_string(),
+        ],
+        &[("SSL_CERT_FILE", bundle.path())],
+    );
+    assert_eq!(
+        run.code,
+        Outcome::AuthenticationFailed.exit_code(),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("https://127.0.0.2"), "{}", run.stderr);
+    assert!(!run.stderr.contains(TOKEN));
+    assert!(
+        target
+            .requests()
+            .iter()
+            .all(|r| r.authorization().is_none())
+    );
+}
+
+#[test]
+fn a_redirect_from_https_to_http_is_refused() {
+    let origin = ScriptedHttp::builder()
+        .tls()
+        .start(|_| {
+            Reply::redirect(
+                302,
+                "http://127.0.0.2:9/crate.git/info/refs?service=git-upload-pack",
+            )
+        })
+        .expect("https origin");
+    let ca = origin.ca_file().expect("ca").to_owned();
+    let run = preview(&origin.url("/crate.git"), &[], &[("SSL_CERT_FILE", &ca)]);
+    assert_eq!(
+        run.code,
+        Outcome::InvalidRequest.exit_code(),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("leave https for http"),
+        "{}",
+        run.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Memory and transfer budgets
+
+#[test]
+fn a_delta_bomb_is_refused_as_a_limit_within_the_memory_budget() {
+    let (commit, pack) = crate_pack(|pack| {
+        let base = pack.blob(vec![b'x'; 1024]);
+        let bomb = pack
+            .ofs_delta(base, copy_bomb(1024, 2 << 30))
+            .expect("bomb");
+        // A chain: each delta expands the previous result again.
+        let mut last = bomb;
+        for _ in 0..3 {
+            last = pack
+                .ofs_delta_on_entry(last, copy_bomb(2 << 30, 2 << 30))
+                .expect("chain");
+        }
+    });
+    assert!(
+        pack.len() < 100_000,
+        "the bomb is small on the wire: {}",
+        pack.len()
+    );
+    let daemon = daemon_serving(&commit, pack, |r| r);
+    let run = preview(
+        &daemon.url("/crate.git"),
+        &["--max-transfer-bytes", "100000"],
+        &[],
+    );
+    run.limit_exceeded("expands to more than");
+}
+
+#[test]
+fn an_endless_ref_advertisement_stops_at_the_transfer_budget() {
+    let daemon = ScriptedGitDaemon::start(DaemonScript::endless_advertisement()).expect("daemon");
+    let run = preview(
+        &daemon.url("/crate.git"),
+        &["--max-transfer-bytes", "1048576"],
+        &[],
+    );
+    run.limit_exceeded("1048576-byte budget");
+    // The server may have buffered a little more than the budget into the socket, no more.
+    assert!(
+        daemon.bytes_sent() < 16 * MIB,
+        "sent {}",
+        daemon.bytes_sent()
+    );
+}
+
+#[test]
+fn an_endless_ref_advertisement_stops_at_the_memory_budget_whatever_the_transfer_budget() {
+    let daemon = ScriptedGitDaemon::start(DaemonScript::endless_advertisement()).expect("daemon");
+    let run = preview(
+        &daemon.url("/crate.git"),
+        &["--max-transfer-bytes", "100000000000"],
+        &[],
+    );
+    run.limit_exceeded("memory budget");
+}
+
+#[test]
+fn an_endless_http_header_is_refused_at_its_size_limit() {
+    for reply in [Reply::EndlessHeaderValue, Reply::EndlessHeaderLines] {
+        let server = ScriptedHttp::start(move |_| reply.clone()).expect("server");
+        let run = preview(&server.url("/crate.git"), &[], &[]);
+        run.limit_exceeded("HTTP headers over 65536 bytes");
+    }
+}
+
+#[test]
+fn an_endless_http_advertisement_stops_at_the_transfer_budget() {
+    let server = ScriptedHttp::start(|_| Reply::endless_advertisement()).expect("server");
+    let run = preview(
+        &server.url("/crate.git"),
+        &["--max-transfer-bytes", "1048576"],
+        &[],
+    );
+    run.limit_exceeded("1048576-byte budget");
+}
+
+#[test]
+fn endless_shallow_lines_stop_at_the_transfer_budget() {
+    let (commit, pack) = crate_pack(|_| {});
+    let daemon = daemon_serving(&commit, pack, |r| r.shallow(Shallow::Endless));
+    let run = preview(
+        &daemon.url("/crate.git"),
+        &["--max-transfer-bytes", "1048576"],
+        &[],
+    );
+    run.limit_exceeded("1048576-byte budget");
+}
+
+#[test]
+fn a_pack_claiming_four_billion_objects_is_refused_before_allocating_for_them() {
+    let (commit, _) = crate_pack(|_| {});
+    let mut pack = PackBuilder::new();
+    let blob = pack.blob(CRATE.to_vec());
+    let tree = pack.tree(&[TreeItem::file(META, blob)]);
+    pack.commit(tree, &[], "crate");
+    let bytes = pack.claim_count(u32::MAX).build();
+    let daemon = daemon_serving(&commit, bytes, |r| r);
+    let run = preview(&daemon.url("/crate.git"), &[], &[]);
+    run.limit_exceeded("more than 200000 objects");
+}
+
+#[test]
+fn a_million_branches_count_against_the_transfer_budget() {
+    let repo = many_branches(1_000_000).expect("repository with a million branches");
+    let daemon = GitDaemon::start(repo.base_dir()).expect("git daemon");
+    let run = preview(
+        &daemon.url(repo.name()),
+        &["--max-transfer-bytes", "1048576"],
+        &[],
+    );
+    run.limit_exceeded("1048576-byte budget");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3 and 4. Content that can never load is permanent; transport trouble is not
+
+#[test]
+fn a_branch_pointing_at_a_tree_blob_or_tag_is_an_invalid_crate() {
+    let repo = branches_at_non_commits().expect("repository");
+    let daemon = GitDaemon::start(repo.base_dir()).expect("git daemon");
+    for branch in [TREE_BRANCH, BLOB_BRANCH, TAG_BRANCH] {
+        let err = Fetch {
+            branch: branch.to_owned(),
+            ..Fetch::of(daemon.url(repo.name()))
+        }
+        .fails();
+        assert!(err.outcome().is_permanent(), "{branch}: {err:?}");
+        assert_eq!(err.outcome(), Outcome::InvalidCrate, "{branch}: {err}");
+    }
+}
+
+#[test]
+fn a_tree_entry_whose_mode_says_file_but_is_a_tree_is_an_invalid_crate() {
+    let repo = blob_mode_tree_entry(META).expect("repository");
+    let daemon = GitDaemon::start(repo.base_dir()).expect("git daemon");
+    let err = Fetch::of(daemon.url(repo.name())).fails();
+    assert!(matches!(err, FetchError::Damaged { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("recorded as a file but is a tree"),
+        "{err}"
+    );
+    assert_eq!(err.outcome(), Outcome::InvalidCrate);
+}
+
+#[test]
+fn objects_missing_from_the_pack_are_an_invalid_crate() {
+    let mut pack = PackBuilder::new();
+    let blob_id = object_id(ObjectKind::Blob, CRATE);
+    let tree = tree_bytes(&[TreeItem::file(META, blob_id)]);
+    let tree_id = object_id(ObjectKind::Tree, &tree);
+    // The commit, without its tree or blob.
+    let commit = pack.object(ObjectKind::Commit, commit_bytes(tree_id, &[], "crate"));
+    let daemon = daemon_serving(&commit.hex(), pack.build(), |r| r);
+    let err = Fetch::of(daemon.url("/crate.git")).fails();
+    assert!(matches!(err, FetchError::Damaged { .. }), "{err:?}");
+    assert!(err.to_string().contains("is missing"), "{err}");
+    assert_eq!(err.outcome(), Outcome::InvalidCrate);
+}
+
+#[test]
+fn server_errors_are_transient_whatever_the_url_says() {
+    // The old classifier searched messages for "401", "403" and "404".
+    let server = ScriptedHttp::start(|_| Reply::status(503)).expect("server");
+    let err = Fetch::of(server.url("/401-403-404/not-found.git")).fails();
+    assert!(matches!(err, FetchError::Transport { .. }), "{err:?}");
+    assert_eq!(err.outcome(), Outcome::FetchFailed);
+    assert!(!err.outcome().is_permanent());
+}
+
+#[test]
+fn http_statuses_decide_the_outcome() {
+    for (status, outcome) in [
+        (404, Outcome::NotFound),
+        (410, Outcome::NotFound),
+        (401, Outcome::AuthenticationFailed),
+        (500, Outcome::FetchFailed),
+        (429, Outcome::FetchFailed),
+    ] {
+        let server = ScriptedHttp::start(move |_| Reply::status(status)).expect("server");
+        let err = Fetch::of(server.url("/crate.git")).fails();
+        assert_eq!(err.outcome(), outcome, "{status}: {err}");
+    }
+}
+
+#[test]
+fn a_web_page_instead_of_a_git_server_is_not_found() {
+    let server = ScriptedHttp::start(|_| Reply::with_body(200, "text/html", "<html>login</html>"))
+        .expect("server");
+    let err = Fetch::of(server.url("/crate.git")).fails();
+    assert!(matches!(err, FetchError::NotGitHttp { .. }), "{err:?}");
+    assert!(err.to_string().contains("text/html"), "{err}");
+    assert_eq!(err.outcome(), Outcome::NotFound);
+}
+
+#[test]
+fn a_daemon_refusing_the_repository_is_not_found_with_its_words_escaped() {
+    let daemon = ScriptedGitDaemon::start(DaemonScript::Error(
+        "access denied\x1b[2J or repository not exported".to_owned(),
+    ))
+    .expect("daemon");
+    let err = Fetch::of(daemon.url("/crate.git")).fails();
+    assert_eq!(err.outcome(), Outcome::NotFound, "{err}");
+    let message = err.to_string();
+    assert!(message.contains("access denied\\u{1b}[2J"), "{message}");
+    assert!(!message.contains('\x1b'));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. What a server says reaches people escaped
+
+#[test]
+fn ref_names_with_terminal_escapes_are_listed_escaped() {
+    let (commit, pack) = crate_pack(|_| {});
+    let daemon = ScriptedGitDaemon::start(DaemonScript::UploadPack {
+        advertisement: RefAdvertisement::new([(commit, "refs/heads/\x1b[31mred\x07".to_owned())]),
+        response: PackResponse::new(pack),
+    })
+    .expect("daemon");
+    let err = Fetch::of(daemon.url("/crate.git")).fails();
+    let message = err.to_string();
+    assert!(
+        matches!(err, FetchError::BranchNotFound { .. }),
+        "{message}"
+    );
+    assert!(message.contains("\\u{1b}[31mred\\u{7}"), "{message}");
+    assert!(!message.chars().any(char::is_control), "{message:?}");
+}
+
+#[test]
+fn a_timed_out_fetch_leaves_no_temporary_repository_behind() {
+    let tarpit = crate_test_support::Tarpit::start().expect("tarpit");
+    let work = tempfile::tempdir().expect("work dir");
+    let run = preview(
+        &format!("git://{}/crate.git", tarpit.addr()),
+        &[
+            "--timeout",
+            "2s",
+            "--work-dir",
+            &work.path().display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Outcome::TimedOut.exit_code(), "{}", run.stderr);
+    let left: Vec<_> = std::fs::read_dir(work.path()).expect("read").collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn a_scp_like_url_with_a_password_is_refused_without_echoing_it() {
+    let run = preview("pat:SECRET-VALUE@git.example.org:org/crate.git", &[], &[]);
+    assert_eq!(
+        run.code,
+        Outcome::InvalidRequest.exit_code(),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("embeds a password"), "{}", run.stderr);
+    assert!(!run.stderr.contains("SECRET-VALUE"), "{}", run.stderr);
+}
