@@ -61,15 +61,13 @@ echo "repository: $(du -sh "$work/srv/crate.git" | cut -f1) bare, ${size_mb} MB 
 hyperfine --warmup 1 --runs 5 -N --export-markdown "$work/full.md" \
   -n "git clone --depth 1 --no-checkout + git show" "bash -c '$git_full'" \
   -n "crate-loader preview" "bash -c '$loader_full'"
-# The loader Job sets SSL_CERT_FILE=/dev/null for non-https repositories, so libgit2's OpenSSL
-# start-up skips the system CA bundle it would not use; measure both.
 hyperfine --warmup 3 --runs 30 -N --export-markdown "$work/noop.md" \
   -n "git ls-remote" "bash -c '$git_noop'" \
-  -n "crate-loader preview --last-commit (no-op)" "bash -c '$loader_noop'" \
-  -n "same, with SSL_CERT_FILE=/dev/null as in the Job" "bash -c 'SSL_CERT_FILE=/dev/null $loader_noop'"
+  -n "crate-loader preview --last-commit (no-op)" "bash -c '$loader_noop'"
 
 peak() { /usr/bin/time -f %M bash -c "$1" 2>&1 >/dev/null | tail -n 1; }
-# bash -c adds its own small RSS; both sides pay it. git's peak is the max over its processes.
+# bash -c adds its own small RSS; both sides pay it. Each peak is the max over the processes
+# (git's helpers; the loader and its fetch worker).
 echo
 echo "| command | peak RSS (MiB) |"
 echo "| --- | --- |"
@@ -79,6 +77,5 @@ echo "| git clone --depth 1 --no-checkout (largest of its processes) | $(( git_c
 echo "| crate-loader preview | $(( $(peak "$loader_full") / 1024 )) |"
 echo "| git ls-remote | $(( $(peak "$git_noop") / 1024 )) |"
 echo "| crate-loader preview --last-commit (no-op) | $(( $(peak "$loader_noop") / 1024 )) |"
-echo "| same, with SSL_CERT_FILE=/dev/null | $(( $(peak "SSL_CERT_FILE=/dev/null $loader_noop") / 1024 )) |"
 echo
 cat "$work/full.md" "$work/noop.md"

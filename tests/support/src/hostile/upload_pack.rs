@@ -344,7 +344,7 @@ mod tests {
         let answer = stateless_answer(&probe, &response);
         assert_eq!(
             String::from_utf8_lossy(&answer),
-            format!("0035shallow {}\n0000", "a".repeat(40))
+            format!("0034shallow {}0000", "a".repeat(40))
         );
         let mut fetch = probe;
         fetch.extend_from_slice(b"0009done\n");
