@@ -1,72 +1,21 @@
 //! The fetch against real git servers on loopback: git daemon, smart HTTP with basic auth, and
 //! sshd. Each adversarial repository asserts the specific error it must produce.
 
+#[path = "common/fetching.rs"]
+mod fetching;
+
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate_loader::credentials::{Credentials, Secret};
-use crate_loader::fetch::{FetchError, FetchLimits, FetchRequest, Fetched, fetch};
-use crate_loader::source::{MetadataPath, Policy, Source};
+use crate_loader::fetch::{FetchError, FetchLimits, Fetched};
 use crate_operator_api::contract::Outcome;
 use crate_test_support::{BareRepo, GitDaemon, MIB, RepoBuilder, SmartHttp, Sshd};
+use fetching::Fetch;
 
-const META: &str = "bagit/data/ro-crate-metadata.json";
+use fetching::META;
 const CRATE: &[u8] = br#"{"@context":"https://w3id.org/ro/crate/1.1/context","@graph":[]}"#;
 const TOKEN: &str = "s3cret-token-value";
-
-/// A fetch of `url` with test defaults; tweak fields before calling [`Fetch::run`].
-struct Fetch {
-    url: String,
-    branch: String,
-    path: String,
-    credentials: Credentials,
-    limits: FetchLimits,
-    timeout: Duration,
-    skip_if_head_is: Option<String>,
-}
-
-impl Fetch {
-    fn of(url: impl Into<String>) -> Fetch {
-        Fetch {
-            url: url.into(),
-            branch: "main".into(),
-            path: format!("/{META}"),
-            credentials: Credentials::default(),
-            limits: FetchLimits::default(),
-            timeout: Duration::from_secs(60),
-            skip_if_head_is: None,
-        }
-    }
-    fn token(mut self, token: &str) -> Fetch {
-        self.credentials.token = Some(Secret::new(token));
-        self
-    }
-    fn run(&self) -> Result<Fetched, FetchError> {
-        let policy = Policy {
-            allow_insecure: true,
-            allow_local: false,
-        };
-        let source = Source::parse(&self.url, policy).expect("test URL parses");
-        let path = MetadataPath::parse(&self.path).expect("test path parses");
-        fetch(&FetchRequest {
-            source: &source,
-            branch: &self.branch,
-            path: &path,
-            credentials: &self.credentials,
-            default_username: "pat",
-            limits: self.limits,
-            deadline: Instant::now() + self.timeout,
-            work_dir: None,
-            skip_if_head_is: self.skip_if_head_is.as_deref(),
-        })
-    }
-    fn fails(&self) -> FetchError {
-        match self.run() {
-            Ok(fetched) => panic!("fetch of {} succeeded: {fetched:?}", self.url),
-            Err(e) => e,
-        }
-    }
-}
 
 fn crate_repo() -> BareRepo {
     RepoBuilder::new()

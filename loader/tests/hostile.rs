@@ -10,11 +10,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use crate_loader::credentials::{Credentials, Secret};
-use crate_loader::fetch::{FetchError, FetchLimits, FetchRequest, Fetched, fetch};
-use crate_loader::source::{MetadataPath, Policy, Source};
+#[path = "common/fetching.rs"]
+mod fetching;
+
+use crate_loader::fetch::{FetchError, Fetched};
 use crate_operator_api::contract::Outcome;
 use crate_test_support::hostile::pack::{commit_bytes, tree_bytes};
 use crate_test_support::hostile::repos::{
@@ -26,6 +26,7 @@ use crate_test_support::hostile::{
     object_id, smart_git,
 };
 use crate_test_support::{GitDaemon, RepoBuilder, SmartHttp};
+use fetching::Fetch;
 
 const META: &str = "ro-crate-metadata.json";
 const CRATE: &[u8] = br#"{"@context":"https://w3id.org/ro/crate/1.1/context","@graph":[]}"#;
@@ -66,51 +67,11 @@ fn crate_repo() -> crate_test_support::BareRepo {
         .expect("repo")
 }
 
-/// A fetch through the library (no worker, no memory cap).
-struct Fetch {
-    url: String,
-    branch: String,
-    credentials: Credentials,
-    limits: FetchLimits,
-}
-
-impl Fetch {
-    fn of(url: impl Into<String>) -> Fetch {
-        Fetch {
-            url: url.into(),
-            branch: "main".into(),
-            credentials: Credentials::default(),
-            limits: FetchLimits::default(),
-        }
-    }
-    fn token(mut self) -> Fetch {
-        self.credentials.token = Some(Secret::new(TOKEN));
-        self
-    }
-    fn run(&self) -> Result<Fetched, FetchError> {
-        let policy = Policy {
-            allow_insecure: true,
-            allow_local: false,
-        };
-        let source = Source::parse(&self.url, policy).expect("test URL parses");
-        let path = MetadataPath::parse(META).expect("path");
-        fetch(&FetchRequest {
-            source: &source,
-            branch: &self.branch,
-            path: &path,
-            credentials: &self.credentials,
-            default_username: "pat",
-            limits: self.limits,
-            deadline: Instant::now() + Duration::from_secs(60),
-            work_dir: None,
-            skip_if_head_is: None,
-        })
-    }
-    fn fails(&self) -> FetchError {
-        match self.run() {
-            Ok(fetched) => panic!("fetch of {} succeeded: {fetched:?}", self.url),
-            Err(e) => e,
-        }
+/// A library fetch of the crate at the repository root (no worker, no memory cap).
+fn fetch_of(url: impl Into<String>) -> Fetch {
+    Fetch {
+        path: format!("/{META}"),
+        ..Fetch::of(url)
     }
 }
 
@@ -201,14 +162,12 @@ impl Run {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// 1. Credentials go only to the origin
-
-#[test]
-fn a_redirect_to_another_host_never_receives_the_token() {
+/// A real repository behind basic auth (user `pat`, [`TOKEN`]) on `ip`, and the URL a redirect
+/// to its ref listing would name. The repository lives as long as the server's base dir.
+fn private_target(ip: IpAddr) -> (crate_test_support::BareRepo, SmartHttp, String) {
     let repo = crate_repo();
     let target = SmartHttp::builder()
-        .bind(OTHER_HOST)
+        .bind(ip)
         .basic_auth("pat", TOKEN)
         .start(repo.base_dir())
         .expect("target");
@@ -216,10 +175,27 @@ fn a_redirect_to_another_host_never_receives_the_token() {
         "{}/info/refs?service=git-upload-pack",
         target.url(repo.name())
     );
+    (repo, target, location)
+}
+
+/// Whether any request the server saw carried an Authorization header.
+fn got_credentials(server: &SmartHttp) -> bool {
+    server
+        .request_log()
+        .iter()
+        .any(|r| r.authorization_header.is_some())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Credentials go only to the origin
+
+#[test]
+fn a_redirect_to_another_host_never_receives_the_token() {
+    let (_repo, target, location) = private_target(OTHER_HOST);
     let origin =
         ScriptedHttp::start(move |_| Reply::redirect(302, location.clone())).expect("origin");
 
-    let err = Fetch::of(origin.url("/crate.git")).token().fails();
+    let err = fetch_of(origin.url("/crate.git")).token(TOKEN).fails();
     assert!(
         matches!(err, FetchError::CredentialsElsewhere { .. }),
         "{err}"
@@ -227,30 +203,19 @@ fn a_redirect_to_another_host_never_receives_the_token() {
     assert_eq!(err.outcome(), Outcome::AuthenticationFailed);
     assert!(err.to_string().contains("127.0.0.2"), "{err}");
     assert!(!err.to_string().contains(TOKEN), "{err}");
-    let sent: Vec<_> = target
-        .request_log()
-        .into_iter()
-        .map(|r| r.authorization_header)
-        .collect();
-    assert!(!sent.is_empty(), "the redirect was followed");
     assert!(
-        sent.iter().all(Option::is_none),
-        "the token went to the redirect target: {sent:?}"
+        !target.request_log().is_empty(),
+        "the redirect was followed"
+    );
+    assert!(
+        !got_credentials(&target),
+        "the token went to the redirect target"
     );
 }
 
 #[test]
 fn a_redirect_after_authentication_does_not_carry_the_token_along() {
-    let repo = crate_repo();
-    let target = SmartHttp::builder()
-        .bind(OTHER_HOST)
-        .basic_auth("pat", TOKEN)
-        .start(repo.base_dir())
-        .expect("target");
-    let location = format!(
-        "{}/info/refs?service=git-upload-pack",
-        target.url(repo.name())
-    );
+    let (_repo, target, location) = private_target(OTHER_HOST);
     // The origin asks for credentials first, then sends the client elsewhere.
     let origin = ScriptedHttp::start(move |request| match request.authorization() {
         None => Reply::Unauthorized,
@@ -258,16 +223,13 @@ fn a_redirect_after_authentication_does_not_carry_the_token_along() {
     })
     .expect("origin");
 
-    let err = Fetch::of(origin.url("/crate.git")).token().fails();
+    let err = fetch_of(origin.url("/crate.git")).token(TOKEN).fails();
     assert!(
         matches!(err, FetchError::CredentialsElsewhere { .. }),
         "{err}"
     );
     assert!(
-        target
-            .request_log()
-            .iter()
-            .all(|r| r.authorization_header.is_none()),
+        !got_credentials(&target),
         "the token went to the redirect target"
     );
     assert!(
@@ -281,29 +243,16 @@ fn a_redirect_after_authentication_does_not_carry_the_token_along() {
 
 #[test]
 fn a_redirect_to_another_port_of_the_same_host_never_receives_the_token() {
-    let repo = crate_repo();
-    let target = SmartHttp::builder()
-        .basic_auth("pat", TOKEN)
-        .start(repo.base_dir())
-        .expect("target on 127.0.0.1, another port");
-    let location = format!(
-        "{}/info/refs?service=git-upload-pack",
-        target.url(repo.name())
-    );
+    let (_repo, target, location) = private_target(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let origin =
         ScriptedHttp::start(move |_| Reply::redirect(301, location.clone())).expect("origin");
 
-    let err = Fetch::of(origin.url("/crate.git")).token().fails();
+    let err = fetch_of(origin.url("/crate.git")).token(TOKEN).fails();
     assert!(
         matches!(err, FetchError::CredentialsElsewhere { .. }),
         "{err}"
     );
-    assert!(
-        target
-            .request_log()
-            .iter()
-            .all(|r| r.authorization_header.is_none())
-    );
+    assert!(!got_credentials(&target));
 }
 
 #[test]
@@ -325,8 +274,8 @@ fn a_redirect_within_the_origin_keeps_the_token_and_loads() {
         }
     })
     .expect("origin");
-    let fetched = Fetch::of(origin.url("/old.git"))
-        .token()
+    let fetched = fetch_of(origin.url("/old.git"))
+        .token(TOKEN)
         .run()
         .expect("loads");
     assert!(matches!(fetched, Fetched::File { ref content, .. } if content == CRATE));
@@ -364,17 +313,12 @@ fn a_public_repository_may_redirect_elsewhere_and_still_loads() {
         ScriptedHttp::start(move |_| Reply::redirect(302, location.clone())).expect("origin");
 
     // With a token configured but never asked for, nothing is sent anywhere.
-    let fetched = Fetch::of(origin.url("/crate.git"))
-        .token()
+    let fetched = fetch_of(origin.url("/crate.git"))
+        .token(TOKEN)
         .run()
         .expect("loads");
     assert!(matches!(fetched, Fetched::File { ref content, .. } if content == CRATE));
-    assert!(
-        target
-            .request_log()
-            .iter()
-            .all(|r| r.authorization_header.is_none())
-    );
+    assert!(!got_credentials(&target));
 }
 
 #[test]
@@ -575,7 +519,7 @@ fn a_branch_pointing_at_a_tree_blob_or_tag_is_an_invalid_crate() {
     for branch in [TREE_BRANCH, BLOB_BRANCH, TAG_BRANCH] {
         let err = Fetch {
             branch: branch.to_owned(),
-            ..Fetch::of(daemon.url(repo.name()))
+            ..fetch_of(daemon.url(repo.name()))
         }
         .fails();
         assert!(err.outcome().is_permanent(), "{branch}: {err:?}");
@@ -587,7 +531,7 @@ fn a_branch_pointing_at_a_tree_blob_or_tag_is_an_invalid_crate() {
 fn a_tree_entry_whose_mode_says_file_but_is_a_tree_is_an_invalid_crate() {
     let repo = blob_mode_tree_entry(META).expect("repository");
     let daemon = GitDaemon::start(repo.base_dir()).expect("git daemon");
-    let err = Fetch::of(daemon.url(repo.name())).fails();
+    let err = fetch_of(daemon.url(repo.name())).fails();
     assert!(matches!(err, FetchError::Damaged { .. }), "{err:?}");
     assert!(
         err.to_string().contains("recorded as a file but is a tree"),
@@ -605,7 +549,7 @@ fn objects_missing_from_the_pack_are_an_invalid_crate() {
     // The commit, without its tree or blob.
     let commit = pack.object(ObjectKind::Commit, commit_bytes(tree_id, &[], "crate"));
     let daemon = daemon_serving(&commit.hex(), pack.build(), |r| r);
-    let err = Fetch::of(daemon.url("/crate.git")).fails();
+    let err = fetch_of(daemon.url("/crate.git")).fails();
     assert!(matches!(err, FetchError::Damaged { .. }), "{err:?}");
     assert!(err.to_string().contains("is missing"), "{err}");
     assert_eq!(err.outcome(), Outcome::InvalidCrate);
@@ -615,7 +559,7 @@ fn objects_missing_from_the_pack_are_an_invalid_crate() {
 fn server_errors_are_transient_whatever_the_url_says() {
     // The old classifier searched messages for "401", "403" and "404".
     let server = ScriptedHttp::start(|_| Reply::status(503)).expect("server");
-    let err = Fetch::of(server.url("/401-403-404/not-found.git")).fails();
+    let err = fetch_of(server.url("/401-403-404/not-found.git")).fails();
     assert!(matches!(err, FetchError::Transport { .. }), "{err:?}");
     assert_eq!(err.outcome(), Outcome::FetchFailed);
     assert!(!err.outcome().is_permanent());
@@ -631,7 +575,7 @@ fn http_statuses_decide_the_outcome() {
         (429, Outcome::FetchFailed),
     ] {
         let server = ScriptedHttp::start(move |_| Reply::status(status)).expect("server");
-        let err = Fetch::of(server.url("/crate.git")).fails();
+        let err = fetch_of(server.url("/crate.git")).fails();
         assert_eq!(err.outcome(), outcome, "{status}: {err}");
     }
 }
@@ -640,7 +584,7 @@ fn http_statuses_decide_the_outcome() {
 fn a_web_page_instead_of_a_git_server_is_not_found() {
     let server = ScriptedHttp::start(|_| Reply::with_body(200, "text/html", "<html>login</html>"))
         .expect("server");
-    let err = Fetch::of(server.url("/crate.git")).fails();
+    let err = fetch_of(server.url("/crate.git")).fails();
     assert!(matches!(err, FetchError::NotGitHttp { .. }), "{err:?}");
     assert!(err.to_string().contains("text/html"), "{err}");
     assert_eq!(err.outcome(), Outcome::NotFound);
@@ -652,7 +596,7 @@ fn a_daemon_refusing_the_repository_is_not_found_with_its_words_escaped() {
         "access denied\x1b[2J or repository not exported".to_owned(),
     ))
     .expect("daemon");
-    let err = Fetch::of(daemon.url("/crate.git")).fails();
+    let err = fetch_of(daemon.url("/crate.git")).fails();
     assert_eq!(err.outcome(), Outcome::NotFound, "{err}");
     let message = err.to_string();
     assert!(message.contains("access denied\\u{1b}[2J"), "{message}");
@@ -670,7 +614,7 @@ fn ref_names_with_terminal_escapes_are_listed_escaped() {
         response: PackResponse::new(pack),
     })
     .expect("daemon");
-    let err = Fetch::of(daemon.url("/crate.git")).fails();
+    let err = fetch_of(daemon.url("/crate.git")).fails();
     let message = err.to_string();
     assert!(
         matches!(err, FetchError::BranchNotFound { .. }),

@@ -165,15 +165,7 @@ fn fetch_remote(url: &RepoUrl, req: &FetchRequest<'_>) -> Result<Fetched, FetchE
         "fetched the branch tip"
     );
 
-    let revision = revision(req.branch, &commit);
-    let origin = tree::Origin {
-        url: &shown,
-        branch: req.branch,
-        revision: &revision,
-        memory_limit: req.limits.max_memory_bytes,
-    };
-    let content = tree::read_file(&repo, head, req.path, &origin, req.limits.max_file_bytes)?;
-    Ok(Fetched::File { commit, content })
+    read_at(&repo, head, &shown, req)
 }
 
 /// `preview` of a repository on this machine: read it in place (nothing is copied, nothing runs).
@@ -207,18 +199,30 @@ fn read_local(path: &Path, req: &FetchRequest<'_>) -> Result<Fetched, FetchError
     let head = reference
         .target()
         .ok_or_else(|| not_found(format!("{wanted} is a symbolic reference")))?;
-    let commit = head.to_string();
-    if req.skip_if_head_is == Some(commit.as_str()) {
-        return Ok(Fetched::Unchanged { commit });
+    if req.skip_if_head_is == Some(head.to_string().as_str()) {
+        return Ok(Fetched::Unchanged {
+            commit: head.to_string(),
+        });
     }
+    read_at(&repo, head, &shown, req)
+}
+
+/// The metadata file at commit `head` of `repo`.
+fn read_at(
+    repo: &Repository,
+    head: git2::Oid,
+    shown: &str,
+    req: &FetchRequest<'_>,
+) -> Result<Fetched, FetchError> {
+    let commit = head.to_string();
     let revision = revision(req.branch, &commit);
     let origin = tree::Origin {
-        url: &shown,
+        url: shown,
         branch: req.branch,
         revision: &revision,
         memory_limit: req.limits.max_memory_bytes,
     };
-    let content = tree::read_file(&repo, head, req.path, &origin, req.limits.max_file_bytes)?;
+    let content = tree::read_file(repo, head, req.path, &origin, req.limits.max_file_bytes)?;
     Ok(Fetched::File { commit, content })
 }
 

@@ -5,55 +5,29 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 
-use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream};
+use git2::transport::SmartSubtransportStream;
 
+use super::Session;
 use super::metered::{Metered, pkt_error};
-use super::{Session, fetch_only, git_error};
 use crate::fetch::FetchError;
 
-pub(super) struct Subtransport {
-    session: Arc<Session>,
-}
-
-impl Subtransport {
-    pub fn new(session: Arc<Session>) -> Self {
-        Subtransport { session }
-    }
-}
-
-impl SmartSubtransport for Subtransport {
-    fn action(
-        &self,
-        _url: &str,
-        service: Service,
-    ) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
-        // git2 hands libgit2 this same stream again for the upload-pack that follows the listing.
-        fetch_only(service)?;
-        let url = &self.session.url;
-        let mut tcp =
-            connect(&self.session, url.host(), url.effective_port()).map_err(|e| git_error(&e))?;
-        // The daemon's request: which service, which repository, and the virtual host.
-        let host = match url.port() {
-            Some(port) => format!("{}:{port}", url.host()),
-            None => url.host().to_owned(),
-        };
-        let request = format!("git-upload-pack {}\0host={host}\0", url.path());
-        tcp.write_all(pkt_line(&request).as_bytes())
-            .map_err(|e| git_error(&self.session.network("sending the request", &e)))?;
-        Ok(Box::new(Stream {
-            reader: Metered::new(
-                tcp,
-                Arc::clone(&self.session),
-                "reading from the git daemon",
-            ),
-            session: Arc::clone(&self.session),
-            first: true,
-        }))
-    }
-
-    fn close(&self) -> Result<(), git2::Error> {
-        Ok(())
-    }
+/// Connects to the daemon and asks for the repository's upload-pack.
+pub(super) fn open(session: &Arc<Session>) -> io::Result<Box<dyn SmartSubtransportStream>> {
+    let url = &session.url;
+    let mut tcp = connect(session, url.host(), url.effective_port())?;
+    // The daemon's request: which service, which repository, and the virtual host.
+    let host = match url.port() {
+        Some(port) => format!("{}:{port}", url.host()),
+        None => url.host().to_owned(),
+    };
+    let request = format!("git-upload-pack {}\0host={host}\0", url.path());
+    tcp.write_all(pkt_line(&request).as_bytes())
+        .map_err(|e| session.network("sending the request", &e))?;
+    Ok(Box::new(Stream {
+        reader: Metered::new(tcp, Arc::clone(session), "reading from the git daemon"),
+        session: Arc::clone(session),
+        first: true,
+    }))
 }
 
 /// Opens a TCP connection within the session's deadline, with socket time-outs at the deadline.

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate_operator_api::repo_url::{RepoUrl, Scheme};
+use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream};
 
 use crate::credentials::Credentials;
 use crate::fetch::FetchError;
@@ -202,22 +203,49 @@ fn transport_for(remote: &git2::Remote<'_>) -> Result<git2::transport::Transport
     let session = remote.url().ok().and_then(lookup).ok_or_else(|| {
         git2::Error::from_str("crate-loader: no transport session for this remote")
     })?;
+    let connected = |open| Connected {
+        session: Arc::clone(&session),
+        open,
+    };
     match session.url.scheme() {
-        Scheme::Https | Scheme::Http => {
-            git2::transport::Transport::smart(remote, true, http::Subtransport::new(session))
-        }
-        Scheme::Git => {
-            git2::transport::Transport::smart(remote, false, git::Subtransport::new(session))
-        }
-        Scheme::Ssh => {
-            git2::transport::Transport::smart(remote, false, ssh::Subtransport::new(session))
-        }
+        Scheme::Https | Scheme::Http => git2::transport::Transport::smart(
+            remote,
+            true,
+            http::Subtransport::new(Arc::clone(&session)),
+        ),
+        Scheme::Git => git2::transport::Transport::smart(remote, false, connected(git::open)),
+        Scheme::Ssh => git2::transport::Transport::smart(remote, false, connected(ssh::open)),
+    }
+}
+
+/// Opens the one connection of a stateful exchange.
+type Open = fn(&Arc<Session>) -> io::Result<Box<dyn SmartSubtransportStream>>;
+
+/// A transport that keeps one connection for the whole exchange (git://, ssh): git2 hands
+/// libgit2 the stream of the listing again for the upload-pack that follows.
+struct Connected {
+    session: Arc<Session>,
+    open: Open,
+}
+
+impl SmartSubtransport for Connected {
+    fn action(
+        &self,
+        _url: &str,
+        service: Service,
+    ) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
+        fetch_only(service)?;
+        (self.open)(&self.session).map_err(|e| git_error(&e))
+    }
+
+    fn close(&self) -> Result<(), git2::Error> {
+        Ok(())
     }
 }
 
 /// Only fetching is supported: the loader never pushes.
-fn fetch_only(service: git2::transport::Service) -> Result<(), git2::Error> {
-    if service == git2::transport::Service::UploadPackLs {
+fn fetch_only(service: Service) -> Result<(), git2::Error> {
+    if service == Service::UploadPackLs {
         Ok(())
     } else {
         Err(git2::Error::from_str(

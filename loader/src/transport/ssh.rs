@@ -6,44 +6,20 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use crate_operator_api::repo_url::RepoUrl;
-use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream};
+use git2::transport::SmartSubtransportStream;
 use percent_encoding::percent_decode_str;
 
+use super::Session;
 use super::git::connect;
 use super::metered::{Metered, pkt_error};
-use super::{Session, fetch_only, git_error};
 use crate::fetch::FetchError;
 use crate::known_hosts::Verdict;
 
 /// At most this much of the server's stderr is kept for an error message.
 const MAX_STDERR: u64 = 4096;
 
-pub(super) struct Subtransport {
-    session: Arc<Session>,
-}
-
-impl Subtransport {
-    pub fn new(session: Arc<Session>) -> Self {
-        Subtransport { session }
-    }
-}
-
-impl SmartSubtransport for Subtransport {
-    fn action(
-        &self,
-        _url: &str,
-        service: Service,
-    ) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
-        fetch_only(service)?;
-        open(&self.session).map_err(|e| git_error(&e))
-    }
-
-    fn close(&self) -> Result<(), git2::Error> {
-        Ok(())
-    }
-}
-
-fn open(session: &Arc<Session>) -> io::Result<Box<dyn SmartSubtransportStream>> {
+/// Connects, checks the host key, authenticates and starts `git-upload-pack`.
+pub(super) fn open(session: &Arc<Session>) -> io::Result<Box<dyn SmartSubtransportStream>> {
     let url = &session.url;
     let shown = session.shown_url();
     let tcp = connect(session, url.host(), url.effective_port())?;
