@@ -50,13 +50,14 @@ pub struct ControllerArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "CRATE_OPERATOR_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
-    /// Most loader Jobs running at once, over all namespaces.
-    #[arg(long, default_value_t = 10, env = "CRATE_OPERATOR_MAX_RUNNING_LOADS")]
+    /// Most loader Jobs running at once, over all namespaces (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = at_least_one, env = "CRATE_OPERATOR_MAX_RUNNING_LOADS")]
     pub max_running_loads: usize,
-    /// Most loader Jobs running at once in one namespace.
+    /// Most loader Jobs running at once in one namespace (at least 1).
     #[arg(
         long,
         default_value_t = 2,
+        value_parser = at_least_one,
         env = "CRATE_OPERATOR_MAX_RUNNING_LOADS_PER_NAMESPACE"
     )]
     pub max_running_loads_per_namespace: usize,
@@ -136,6 +137,15 @@ pub struct ElectionArgs {
     pub lease_duration: Duration,
 }
 
+/// A cap of 0 would start nothing, ever, and say nothing about it.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("0 would never start a load; give at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl RunArgs {
     /// The controller settings these flags describe.
     pub fn settings(&self) -> Settings {
@@ -172,5 +182,17 @@ impl RunArgs {
             max_running: self.controller.max_running_loads,
             max_running_per_namespace: self.controller.max_running_loads_per_namespace,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_of_zero_are_refused_at_start() {
+        assert_eq!(at_least_one("3"), Ok(3));
+        assert!(at_least_one("0").is_err_and(|e| e.contains("never start a load")));
+        assert!(at_least_one("-1").is_err());
     }
 }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate_operator_api::contract::ANNOTATION_RELOAD_REQUESTED_AT;
+use crate_operator_api::rules::Interval;
 use crate_operator_api::{AnalyticsCrate, AnalyticsCrateStatus};
 use futures::channel::mpsc;
 use futures::{Future, StreamExt};
@@ -38,6 +39,7 @@ use crate::metrics::{ErrorLabels, Metrics, OutcomeLabels};
 use crate::observe;
 use crate::status::{self, Progress};
 
+mod drift;
 mod pending;
 use pending::Pending;
 
@@ -73,6 +75,10 @@ pub enum Error {
     Incomplete(String),
     #[error(transparent)]
     Job(#[from] JobError),
+    #[error(
+        "failed to start loader job {job} in namespace {namespace}: a Job of that name exists and belongs to something else; delete or rename it"
+    )]
+    NameTaken { job: String, namespace: String },
     #[error("failed to {action} in namespace {namespace}: {source}")]
     Api {
         action: String,
@@ -87,6 +93,7 @@ impl Error {
         match self {
             Error::Incomplete(_) => "incomplete",
             Error::Job(_) => "job_build",
+            Error::NameTaken { .. } => "job_name_taken",
             Error::Api { .. } => "api",
         }
     }
@@ -116,6 +123,9 @@ pub struct Context {
     /// Per namespace, whether its loader resources were applied since this process started.
     /// One cell per namespace, so concurrent reconciles there apply them once, not each.
     prepared: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
+    /// Namespaces whose loader objects were deleted or changed ([`drift`]): the next reconcile
+    /// of a crate there applies them again.
+    drifted: Mutex<HashSet<String>>,
     /// Crates held back by the caps, in the order they were turned away, for the queue gauge
     /// and so that a freed slot goes to those that waited longest.
     waiting: Mutex<VecDeque<(String, ObjectRef<AnalyticsCrate>)>>,
@@ -140,16 +150,38 @@ impl Context {
             client,
             settings,
             jobs,
-            session: Timestamp::now().as_second().to_string(),
+            session: random_session(),
             recorder,
             metrics,
             loaded: Mutex::default(),
             prepared: Mutex::default(),
+            drifted: Mutex::default(),
             waiting: Mutex::default(),
             wake,
             woken: Mutex::new(Some(woken)),
             starting: tokio::sync::Mutex::default(),
         }
+    }
+
+    /// Forgets that `ns` was prepared and asks the next reconcile there to apply its loader
+    /// objects again.
+    fn mark_drifted(&self, ns: &str) {
+        self.prepared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(ns);
+        self.drifted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ns.to_owned());
+    }
+
+    /// Whether `ns` drifted since its objects were last applied (and forgets it).
+    fn take_drifted(&self, ns: &str) -> bool {
+        self.drifted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(ns)
     }
 
     /// Records that the crate `uid` is held back by the caps (`Some`) or no longer (`None`).
@@ -192,6 +224,16 @@ impl Context {
     }
 }
 
+/// A random id for this process, so a resync trigger of one process never names the Job of
+/// another (two processes can start in the same second).
+fn random_session() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    // std's hasher keys are random per process; hashing the time adds a little more.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_i128(Timestamp::now().as_nanosecond());
+    format!("{:016x}", hasher.finish())
+}
+
 /// Reconciles one crate (see the module docs).
 pub async fn reconcile(ac: Arc<AnalyticsCrate>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -222,6 +264,13 @@ async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, E
         // Garbage collection removes its Jobs and datasource (owner references); nothing to load.
         return Ok(Action::await_change());
     }
+    if ctx.settings.manage_loader_namespaces && ctx.take_drifted(&ns) {
+        info!(namespace = %ns, "applying the loader's namespace objects again after a change");
+        if let Err(e) = prepare_namespace(ctx, &ns).await {
+            ctx.mark_drifted(&ns);
+            return Err(e);
+        }
+    }
     let generation = ac.metadata.generation.unwrap_or(0);
     let prev = ac.status.clone().unwrap_or_default();
 
@@ -237,11 +286,15 @@ async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, E
         .filter_map(|j| observe::loader_job(j, &[]))
         .collect();
     update_running_gauge(ctx);
-    let interval = ac
-        .spec
-        .interval
-        .as_deref()
-        .and_then(|i| humantime::parse_duration(i).ok());
+    // The shared rules ([`crate_operator_api::rules`]): what admission let through but cannot
+    // load is reported on the crate, not retried.
+    let valid = ac.spec.validate();
+    let spec_error = valid.as_ref().err().map(ToString::to_string);
+    let interval = valid
+        .as_ref()
+        .ok()
+        .and_then(|v| v.interval)
+        .map(Interval::duration);
     let loaded_this_session = ctx
         .loaded
         .lock()
@@ -249,6 +302,7 @@ async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, E
         .contains(&uid);
     let observation = Observation {
         generation,
+        spec_error: spec_error.as_deref(),
         suspended: ac.spec.suspend.unwrap_or(false),
         reload_requested: ac
             .annotations()
@@ -270,7 +324,12 @@ async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, E
     let (next, action) = act(ctx, ac, &ns, &uid, &jobs, &prev, decision).await?;
 
     // Report.
-    if ac.status.as_ref() != Some(&next) {
+    // A crate without a status that still has nothing to say gets none written.
+    let unchanged = ac
+        .status
+        .as_ref()
+        .map_or(next == AnalyticsCrateStatus::default(), |s| *s == next);
+    if !unchanged {
         patch_status(ctx, &ns, &name, &next).await?;
     }
     Ok(action)
@@ -350,6 +409,15 @@ async fn act(
             // The status patch below wakes the crate up again for whatever is due next.
             (next(&progress), Action::await_change())
         }
+        Decision::Invalid { message } => {
+            report_invalid(ctx, ac, prev, message).await;
+            (
+                next(&Progress::InvalidSpec {
+                    message: message.clone(),
+                }),
+                Action::await_change(),
+            )
+        }
         Decision::Suspended => (next(&Progress::Suspended), Action::await_change()),
         Decision::Start {
             trigger,
@@ -357,7 +425,11 @@ async fn act(
         } => {
             let (progress, action) =
                 start(ctx, ac, ns, uid, trigger, last_commit.as_deref()).await?;
-            (next(&progress.as_progress()), action)
+            match progress {
+                // Nothing new to say until the watch delivers the finished Job.
+                Started::Finished => (prev.clone(), action),
+                progress => (next(&progress.as_progress()), action),
+            }
         }
         Decision::Idle { wake_after } => (
             next(&Progress::Idle),
@@ -376,9 +448,18 @@ struct Starting {
 
 /// What starting a load led to (owned, unlike [`Progress`]).
 enum Started {
-    Loading { job: String, trigger: String },
+    Loading {
+        job: String,
+        trigger: String,
+    },
     WaitingForCapacity(String),
     QuotaExceeded(String),
+    /// The spec cannot be turned into a Job (a rule the observe step does not see, e.g. an ssh
+    /// secretKey equal to the known_hosts key).
+    InvalidSpec(String),
+    /// The Job of this very load exists already and has finished (another replica or an
+    /// earlier reconcile made it): the next reconcile records it.
+    Finished,
 }
 
 impl Started {
@@ -391,6 +472,10 @@ impl Started {
             Started::QuotaExceeded(message) => Progress::QuotaExceeded {
                 message: message.clone(),
             },
+            Started::InvalidSpec(message) => Progress::InvalidSpec {
+                message: message.clone(),
+            },
+            Started::Finished => Progress::Idle,
         }
     }
 }
@@ -406,7 +491,16 @@ async fn start(
     if ctx.settings.manage_loader_namespaces {
         prepare_namespace(ctx, ns).await?;
     }
-    let job = job::build(ac, trigger, last_commit, &ctx.settings.job)?;
+    let job = match job::build(ac, trigger, last_commit, &ctx.settings.job) {
+        Ok(job) => job,
+        Err(e @ (JobError::InvalidUrl { .. } | JobError::InvalidSpec { .. })) => {
+            let message = e.to_string();
+            let prev = ac.status.clone().unwrap_or_default();
+            report_invalid(ctx, ac, &prev, &message).await;
+            return Ok((Started::InvalidSpec(message), Action::await_change()));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let name = job.name_any();
     let loading = || Started::Loading {
         job: name.clone(),
@@ -472,9 +566,11 @@ async fn start(
             .await;
             Ok((loading(), Action::await_change()))
         }
-        // Another reconcile or replica got there first: same trigger, same Job.
+        // Another reconcile or replica got there first: same trigger and status, same Job. It
+        // may even have finished; then it is recorded once the watch delivers it.
         Err(kube::Error::Api(status)) if status.code == 409 => {
-            Ok((loading(), Action::await_change()))
+            drop(starting);
+            existing_job(&api, &name, ns, uid, trigger).await
         }
         Err(kube::Error::Api(status))
             if status.code == 403 && status.message.contains("exceeded quota") =>
@@ -496,6 +592,36 @@ async fn start(
         }
         Err(e) => Err(api_error(format!("create loader job {name}"), ns)(e)),
     }
+}
+
+/// The create of this load's Job answered "already exists": another reconcile or replica made
+/// it (same trigger and status, same name). Running, it is this load; finished, it is recorded
+/// once the watch delivers it, without a false "Loading" meanwhile.
+async fn existing_job(
+    api: &Api<Job>,
+    name: &str,
+    ns: &str,
+    uid: &str,
+    trigger: &str,
+) -> Result<(Started, Action), Error> {
+    let existing = api.get(name).await.map_err(api_error(
+        format!("read the existing loader job {name}"),
+        ns,
+    ))?;
+    if !controlled_by(&existing, uid) {
+        return Err(Error::NameTaken {
+            job: name.to_owned(),
+            namespace: ns.to_owned(),
+        });
+    }
+    if is_finished(&existing) {
+        return Ok((Started::Finished, Action::requeue(Duration::from_secs(1))));
+    }
+    let loading = Started::Loading {
+        job: name.to_owned(),
+        trigger: trigger.to_owned(),
+    };
+    Ok((loading, Action::await_change()))
 }
 
 /// Loader Jobs not finished yet, by name → namespace: those in the watch cache plus those
@@ -592,6 +718,29 @@ async fn record_outcome(
             EventType::Warning,
             reason,
             format!("{} (see kubectl logs job/{job})", result.message),
+        )
+        .await;
+    }
+}
+
+/// A Warning event for a spec that cannot be loaded, unless the crate already says so.
+async fn report_invalid(
+    ctx: &Context,
+    ac: &AnalyticsCrate,
+    prev: &AnalyticsCrateStatus,
+    message: &str,
+) {
+    let already = status::condition(prev, status::STALLED).is_some_and(|c| {
+        c.reason == "InvalidSpec" && c.observed_generation == ac.metadata.generation
+    });
+    if !already {
+        warn!(namespace = ac.namespace().unwrap_or_default(), name = %ac.name_any(), message, "invalid spec");
+        publish(
+            ctx,
+            ac,
+            EventType::Warning,
+            "InvalidSpec",
+            message.to_owned(),
         )
         .await;
     }
@@ -696,6 +845,35 @@ fn held_by_quota(
         .collect()
 }
 
+/// An API for `K` in the watched namespace, or in all.
+fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Maps a drifted loader object to one crate of its namespace, whose reconcile repairs it.
+fn on_drift<K: Resource<DynamicType = ()>>(
+    ctx: &Arc<Context>,
+    crates: &Store<AnalyticsCrate>,
+) -> impl Fn(K) -> Option<ObjectRef<AnalyticsCrate>> + Send + Sync + 'static {
+    let (ctx, crates) = (Arc::clone(ctx), crates.clone());
+    move |object| {
+        let ns = object.meta().namespace.clone()?;
+        warn!(namespace = %ns, kind = %K::kind(&()), name = object.meta().name.as_deref().unwrap_or_default(), "loader namespace object deleted or changed");
+        ctx.mark_drifted(&ns);
+        crates
+            .state()
+            .iter()
+            .find(|ac| ac.namespace().as_deref() == Some(ns.as_str()))
+            .map(|ac| ObjectRef::from_obj(ac.as_ref()))
+    }
+}
+
 /// Label selector of the loader Jobs this manager owns.
 pub fn loader_job_selector() -> String {
     format!("{LABEL_APP_NAME}={LOADER_APP_NAME},{LABEL_MANAGED_BY}={MANAGER_NAME}")
@@ -754,6 +932,46 @@ pub async fn run(
     let controller = controller.watches(quotas, watcher::Config::default(), move |quota| {
         held_by_quota(&held.state(), quota.namespace().as_deref())
     });
+    let controller = if ctx.settings.manage_loader_namespaces {
+        let client = ctx.client.clone();
+        let cfg = ctx.settings.job.namespace_resources.clone();
+        let scope = watch_namespace.clone();
+        controller
+            .watches_stream(
+                drift::drifted(
+                    scoped_api(&client, scope.as_deref()),
+                    loader_namespace::service_account,
+                    cfg.clone(),
+                ),
+                on_drift(&ctx, &crate_store),
+            )
+            .watches_stream(
+                drift::drifted(
+                    scoped_api(&client, scope.as_deref()),
+                    loader_namespace::role,
+                    cfg.clone(),
+                ),
+                on_drift(&ctx, &crate_store),
+            )
+            .watches_stream(
+                drift::drifted(
+                    scoped_api(&client, scope.as_deref()),
+                    loader_namespace::role_binding,
+                    cfg.clone(),
+                ),
+                on_drift(&ctx, &crate_store),
+            )
+            .watches_stream(
+                drift::drifted(
+                    scoped_api(&client, scope.as_deref()),
+                    loader_namespace::network_policy,
+                    cfg,
+                ),
+                on_drift(&ctx, &crate_store),
+            )
+    } else {
+        controller
+    };
     tokio::spawn(async move {
         if job_store.wait_until_ready().await.is_ok()
             && crate_store.wait_until_ready().await.is_ok()

@@ -9,7 +9,10 @@
 //! finds the existing Job instead of creating a duplicate. Triggers, most urgent first:
 //! `generation:<g>` (new or changed spec), `reload:<annotation value>` (forced reload),
 //! `retry:<g>:<n>` (transient failure, after backoff), `resync:<session>` (first sight by this
-//! manager process, e.g. after a restart) and `interval:<last load>` (periodic check).
+//! manager process, e.g. after a restart) and `interval:<last load>` (periodic check). A trigger
+//! can come round again (a retry after a later failure, a reload value used twice); the Job name
+//! also covers the crate's last load time (`job::build`), so no two loads share a name while
+//! the older Job is kept for its logs.
 
 use std::time::Duration;
 
@@ -45,6 +48,8 @@ pub enum JobState {
 #[derive(Debug)]
 pub struct Observation<'a> {
     pub generation: i64,
+    /// Why the spec cannot be loaded (a rule of [`crate_operator_api::rules`] it breaks), if so.
+    pub spec_error: Option<&'a str>,
     pub suspended: bool,
     /// Value of the reload annotation, if set.
     pub reload_requested: Option<&'a str>,
@@ -75,6 +80,8 @@ pub enum Decision {
         result: LoadResult,
         at: Timestamp,
     },
+    /// The spec breaks a rule: report it and start nothing until it changes.
+    Invalid { message: String },
     /// The crate is suspended: start nothing.
     Suspended,
     /// Start a load for `trigger`.
@@ -96,6 +103,11 @@ pub fn decide(o: &Observation<'_>) -> Decision {
     }
     if let Some(record) = unrecorded(o) {
         return record;
+    }
+    if let Some(message) = o.spec_error {
+        return Decision::Invalid {
+            message: message.to_owned(),
+        };
     }
     if o.suspended {
         return Decision::Suspended;

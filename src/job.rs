@@ -119,15 +119,22 @@ pub enum JobError {
 }
 
 /// The Job's name: the crate's name (made a DNS-1123 label and shortened) plus 10 hex digits of
-/// SHA-256 over the crate's UID and the trigger. The same crate and trigger always give the same
-/// name, so a second replica or a retried reconcile hits "already exists" instead of starting a
-/// duplicate load; at most 63 characters because the Job controller copies it into a label.
-pub fn job_name(crate_name: &str, crate_uid: &str, trigger: &str) -> String {
+/// SHA-256 over the crate's UID, the trigger and the crate's last load time (`since`, in
+/// seconds; `None` before the first load). The same crate, trigger and status always give the
+/// same name, so a second replica or a retried reconcile hits "already exists" instead of
+/// starting a duplicate load; and since every finished load moves the last load time on, no
+/// later load can be given the name of an earlier Job still kept for its logs. At most 63
+/// characters because the Job controller copies it into a label.
+pub fn job_name(crate_name: &str, crate_uid: &str, trigger: &str, since: Option<i64>) -> String {
     let mut hasher = Sha256::new();
     hasher.update(crate_uid.as_bytes());
-    // A separator no UID contains keeps ("ab", "c") and ("a", "bc") apart.
+    // A separator no UID or trigger contains keeps ("ab", "c") and ("a", "bc") apart.
     hasher.update([0]);
     hasher.update(trigger.as_bytes());
+    if let Some(since) = since {
+        hasher.update([0]);
+        hasher.update(since.to_string().as_bytes());
+    }
     let hash = hex(&hasher.finalize(), NAME_HASH_LEN);
     let cleaned: String = crate_name
         .chars()
@@ -140,6 +147,15 @@ pub fn job_name(crate_name: &str, crate_uid: &str, trigger: &str) -> String {
     let prefix = cleaned.trim_matches('-');
     let prefix = if prefix.is_empty() { "crate" } else { prefix };
     format!("{prefix}-{hash}")
+}
+
+/// When the crate's last load finished, in seconds: what makes each load's Job name new.
+pub fn last_load_second(ac: &AnalyticsCrate) -> Option<i64> {
+    ac.status
+        .as_ref()?
+        .last_load_time
+        .as_ref()
+        .map(|t| t.0.as_second())
 }
 
 /// The value of the [`LABEL_CRATE`] label for a crate: its name, or for names longer than a label
@@ -196,6 +212,16 @@ pub fn build(
         crate_ref: crate_ref.clone(),
         source,
     })?;
+    if url.scheme().is_insecure() && !cfg.allow_insecure_transport {
+        return Err(JobError::InvalidSpec {
+            crate_ref,
+            field: "spec.repo.url",
+            reason: format!(
+                "uses {}://, which carries no transport security; use https:// or ssh:// (the operator accepts it only when started with --allow-insecure-transport, for testing)",
+                url.scheme().as_str()
+            ),
+        });
+    }
     let credentials = credentials_volume(ac, &url, cfg, &crate_ref)?;
 
     let mut labels = loader_labels();
@@ -229,7 +255,7 @@ pub fn build(
 
     Ok(Job {
         metadata: ObjectMeta {
-            name: Some(job_name(name, uid, trigger)),
+            name: Some(job_name(name, uid, trigger, last_load_second(ac))),
             namespace: Some(namespace.to_owned()),
             labels: Some(labels.clone()),
             annotations: Some(annotations.clone()),

@@ -42,8 +42,14 @@ pub const LOADER_VERBS: [&str; 3] = ["get", "create", "patch"];
 /// Link-local range holding the cloud instance-metadata endpoints (169.254.169.254 on AWS, Azure,
 /// GCP, OpenStack). Untrusted git content must never reach them: they hand out node credentials.
 pub const LINK_LOCAL_CIDR: &str = "169.254.0.0/16";
-/// Every IPv4 address. The policy is IPv4-only on purpose (see [`network_policy`]).
+/// Every IPv4 address.
 pub const ANY_IPV4: &str = "0.0.0.0/0";
+/// Every IPv6 address.
+pub const ANY_IPV6: &str = "::/0";
+/// IPv6 ranges of instance-metadata endpoints: link-local, and the unique-local addresses AWS
+/// (`fd00:ec2::254`) and GCP (`fd20:ce::254`) serve it on. The rest of the unique-local range
+/// stays open: IPv6 clusters number their Pods and Services from it.
+pub const IPV6_METADATA: [&str; 3] = ["fe80::/10", "fd00:ec2::254/128", "fd20:ce::254/128"];
 
 /// Names and ports of the loader's per-namespace objects. One instance is shared with
 /// [`crate::job::JobConfig`] so the Job and these objects agree by construction.
@@ -212,21 +218,25 @@ pub fn role_binding(ns: &str, cfg: &LoaderNamespaceConfig) -> RoleBinding {
 }
 
 /// The loader's NetworkPolicy: no ingress at all; egress only to DNS, git (https, ssh) and the
-/// API server, to any IPv4 address except the link-local range of the instance-metadata
-/// endpoints.
+/// API server, to any IPv4 or IPv6 address except those of the instance-metadata endpoints
+/// (IPv4 link-local, [`IPV6_METADATA`]), so single-stack IPv6 and dual-stack clusters work too.
 ///
-/// Ports are the fence that matters most (metadata services listen on 80); the excepted range is
-/// defence in depth. IPv6 egress is not opened: blocking every IPv6 metadata address (some are
-/// unique-local, not link-local) would need cluster knowledge, and a dual-stack cluster reaches
-/// git hosts over IPv4 too. NetworkPolicies are additive: another policy selecting these Pods can
+/// Ports are the fence that matters most (metadata services listen on 80); the excepted ranges
+/// are defence in depth. NetworkPolicies are additive: another policy selecting these Pods can
 /// widen this one, and a CNI without NetworkPolicy support ignores it.
 pub fn network_policy(ns: &str, cfg: &LoaderNamespaceConfig) -> NetworkPolicy {
-    let anywhere_but_metadata = || NetworkPolicyPeer {
+    let block = |cidr: &str, except: &[&str]| NetworkPolicyPeer {
         ip_block: Some(IPBlock {
-            cidr: ANY_IPV4.to_owned(),
-            except: Some(vec![LINK_LOCAL_CIDR.to_owned()]),
+            cidr: cidr.to_owned(),
+            except: Some(except.iter().map(|&c| c.to_owned()).collect()),
         }),
         ..NetworkPolicyPeer::default()
+    };
+    let anywhere_but_metadata = || {
+        vec![
+            block(ANY_IPV4, &[LINK_LOCAL_CIDR]),
+            block(ANY_IPV6, &IPV6_METADATA),
+        ]
     };
     let port = |protocol: &str, port: i32| NetworkPolicyPort {
         protocol: Some(protocol.to_owned()),
@@ -235,7 +245,7 @@ pub fn network_policy(ns: &str, cfg: &LoaderNamespaceConfig) -> NetworkPolicy {
     };
     let tcp = |ports: &[i32]| ports.iter().map(|p| port("TCP", *p)).collect::<Vec<_>>();
 
-    let mut dns_peers = vec![anywhere_but_metadata()];
+    let mut dns_peers = anywhere_but_metadata();
     dns_peers.extend(cfg.extra_dns_cidrs.iter().map(|cidr| NetworkPolicyPeer {
         ip_block: Some(IPBlock {
             cidr: cidr.clone(),
@@ -260,11 +270,11 @@ pub fn network_policy(ns: &str, cfg: &LoaderNamespaceConfig) -> NetworkPolicy {
                     ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
                 },
                 NetworkPolicyEgressRule {
-                    to: Some(vec![anywhere_but_metadata()]),
+                    to: Some(anywhere_but_metadata()),
                     ports: Some(tcp(&cfg.git_ports)),
                 },
                 NetworkPolicyEgressRule {
-                    to: Some(vec![anywhere_but_metadata()]),
+                    to: Some(anywhere_but_metadata()),
                     ports: Some(tcp(&cfg.api_server_ports)),
                 },
             ]),
@@ -361,7 +371,8 @@ mod tests {
     }
 
     #[test]
-    fn the_network_policy_denies_ingress_and_excepts_the_metadata_range_from_all_egress() {
+    fn the_network_policy_denies_ingress_and_excepts_the_metadata_ranges_from_all_ipv4_and_ipv6_egress()
+     {
         let policy = network_policy("sde", &LoaderNamespaceConfig::default());
         let spec = policy.spec.expect("spec");
         assert_eq!(
@@ -379,9 +390,23 @@ mod tests {
             for peer in rule.to.as_deref().expect("every rule names its peers") {
                 let block = peer.ip_block.as_ref().expect("only ipBlocks");
                 assert!(peer.pod_selector.is_none() && peer.namespace_selector.is_none());
-                assert_eq!(block.cidr, "0.0.0.0/0");
-                assert_eq!(block.except, Some(vec!["169.254.0.0/16".to_owned()]));
+                let except = block.except.clone().unwrap_or_default();
+                match block.cidr.as_str() {
+                    "0.0.0.0/0" => assert_eq!(except, ["169.254.0.0/16"]),
+                    "::/0" => assert_eq!(
+                        except,
+                        ["fe80::/10", "fd00:ec2::254/128", "fd20:ce::254/128"]
+                    ),
+                    other => panic!("unexpected peer {other}"),
+                }
             }
+            let cidrs: Vec<&str> = rule
+                .to
+                .iter()
+                .flatten()
+                .filter_map(|p| p.ip_block.as_ref().map(|b| b.cidr.as_str()))
+                .collect();
+            assert_eq!(cidrs, ["0.0.0.0/0", "::/0"], "IPv4 and IPv6 alike");
         }
     }
 
@@ -436,9 +461,12 @@ mod tests {
                 .filter_map(|p| p.ip_block.as_ref().map(|b| b.cidr.clone()))
                 .collect()
         };
-        assert_eq!(cidrs(&egress[0]), vec!["0.0.0.0/0", "169.254.20.10/32"]);
-        assert_eq!(cidrs(&egress[1]), vec!["0.0.0.0/0"]);
-        assert_eq!(cidrs(&egress[2]), vec!["0.0.0.0/0"]);
+        assert_eq!(
+            cidrs(&egress[0]),
+            vec!["0.0.0.0/0", "::/0", "169.254.20.10/32"]
+        );
+        assert_eq!(cidrs(&egress[1]), vec!["0.0.0.0/0", "::/0"]);
+        assert_eq!(cidrs(&egress[2]), vec!["0.0.0.0/0", "::/0"]);
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub enum Progress<'a> {
     QuotaExceeded {
         message: String,
     },
+    /// The spec breaks a rule (`message` says which and what to change).
+    InvalidSpec {
+        message: String,
+    },
     Suspended,
     /// A finished Job's result.
     Finished {
@@ -129,6 +133,13 @@ pub fn next(
             set(READY, "False", "QuotaExceeded", message.clone());
             "Waiting".clone_into(&mut s.status_text);
         }
+        Progress::InvalidSpec { message } => {
+            for (type_, status, message) in invalid_spec_conditions(message) {
+                set(type_, status, "InvalidSpec", message);
+            }
+            s.observed_generation = Some(generation);
+            "Failed".clone_into(&mut s.status_text);
+        }
         Progress::Suspended => {
             set(
                 RECONCILING,
@@ -164,6 +175,20 @@ pub fn next(
     }
     s.conditions = conditions;
     s
+}
+
+/// Ready, Reconciling and Stalled for a spec that breaks a rule. The datasource stays as last
+/// loaded, but from a spec that is no longer the one asked for, hence Ready=False.
+fn invalid_spec_conditions(message: &str) -> [(&'static str, &'static str, String); 3] {
+    [
+        (READY, "False", message.to_owned()),
+        (RECONCILING, "False", String::new()),
+        (
+            STALLED,
+            "True",
+            format!("{message}; nothing is loaded until the spec changes"),
+        ),
+    ]
 }
 
 /// What a person can do about a permanent failure, since the manager will not retry it.

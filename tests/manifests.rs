@@ -933,6 +933,8 @@ fn the_cluster_role_grants_exactly_the_least_privilege_the_manager_needs() {
         );
     }
     let rwc: &[&str] = &["get", "create", "patch"];
+    // The loader's namespace objects are also watched, to repair drift.
+    let rwcw: &[&str] = &["get", "list", "watch", "create", "patch"];
     let expected = expected_grants(&[
         (
             "xlscsde.nhs.uk",
@@ -959,9 +961,13 @@ fn the_cluster_role_grants_exactly_the_least_privilege_the_manager_needs() {
             &["get", "list", "watch", "create", "patch"],
         ),
         ("events.k8s.io", &["events"], &["create", "patch"]),
-        ("", &["serviceaccounts"], rwc),
-        ("rbac.authorization.k8s.io", &["roles", "rolebindings"], rwc),
-        ("networking.k8s.io", &["networkpolicies"], rwc),
+        ("", &["serviceaccounts"], rwcw),
+        (
+            "rbac.authorization.k8s.io",
+            &["roles", "rolebindings"],
+            rwcw,
+        ),
+        ("networking.k8s.io", &["networkpolicies"], rwcw),
     ]);
     let extra: BTreeSet<_> = granted.difference(&expected).cloned().collect();
     let missing: BTreeSet<_> = expected.difference(&granted).cloned().collect();

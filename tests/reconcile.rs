@@ -152,7 +152,7 @@ fn ready_status(generation: i64) -> AnalyticsCrateStatus {
         ],
         revision: Some(format!("main@sha1:{COMMIT}")),
         datasource: Some(NAME.to_owned()),
-        last_job: Some(job::job_name(NAME, UID, "generation:1")),
+        last_job: Some(job::job_name(NAME, UID, "generation:1", None)),
         warnings: Some(0),
         last_load_time: Some(Time(at)),
         ..AnalyticsCrateStatus::default()
@@ -935,7 +935,10 @@ async fn a_new_crate_gets_the_loader_namespace_resources_a_generation_job_an_eve
     }
     // The Job: deterministic name, owned by the crate, annotated with trigger and generation.
     let created = out.created_job();
-    assert_eq!(created.name_any(), job::job_name(NAME, UID, "generation:1"));
+    assert_eq!(
+        created.name_any(),
+        job::job_name(NAME, UID, "generation:1", None)
+    );
     assert_eq!(created.namespace().as_deref(), Some(NS));
     assert_owned_by_crate(&created, &ac);
     assert_eq!(created.annotations()[ANNOTATION_TRIGGER], "generation:1");
@@ -993,7 +996,8 @@ async fn the_loader_namespace_resources_are_applied_once_per_namespace_and_a_job
         job::job_name(
             "other",
             "0d7e3c51-7a1b-4a4b-8f0e-5a4c3b2a1f00",
-            "generation:1"
+            "generation:1",
+            None
         )
     );
     assert_eq!(h.ctx.metrics.jobs_started.get(), 2);
@@ -1041,7 +1045,7 @@ async fn without_manage_loader_namespaces_no_namespace_resources_are_applied() {
     );
     assert_eq!(
         out.created_job().name_any(),
-        job::job_name(NAME, UID, "generation:1")
+        job::job_name(NAME, UID, "generation:1", None)
     );
     assert_eq!(out.status().status_text, "Loading");
 }
@@ -1059,7 +1063,7 @@ fn loading_status(trigger: &str) -> AnalyticsCrateStatus {
             condition("Reconciling", "True", "Loading", 1, at),
             condition("Ready", "Unknown", "Loading", 1, at),
         ],
-        last_job: Some(job::job_name(NAME, UID, trigger)),
+        last_job: Some(job::job_name(NAME, UID, trigger, None)),
         ..AnalyticsCrateStatus::default()
     }
 }
@@ -1109,7 +1113,7 @@ async fn a_succeeded_job_is_recorded_from_its_pods_termination_message() {
     assert_event(&events[0], "Normal", "Loaded", &loaded_result().message);
 
     let status = out.status();
-    let job_name = job::job_name(NAME, UID, "generation:1");
+    let job_name = job::job_name(NAME, UID, "generation:1", None);
     assert_eq!(status.status_text, "Ready");
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(status.commit_id.as_deref(), Some(NEW_COMMIT));
@@ -1200,7 +1204,10 @@ async fn first_sight_after_a_restart_starts_a_resync_job_with_the_last_commit() 
     assert_eq!(out.action(), Action::await_change());
     let trigger = format!("resync:{}", h.ctx.session);
     let created = out.created_job();
-    assert_eq!(created.name_any(), job::job_name(NAME, UID, &trigger));
+    assert_eq!(
+        created.name_any(),
+        job::job_name(NAME, UID, &trigger, job::last_load_second(&ac))
+    );
     assert_eq!(created.annotations()[ANNOTATION_TRIGGER], trigger);
     assert_owned_by_crate(&created, &ac);
     assert!(
@@ -1230,7 +1237,10 @@ async fn a_changed_spec_starts_a_job_for_the_new_generation() {
     let out = h.reconcile(&ac, steps).await;
 
     let created = out.created_job();
-    assert_eq!(created.name_any(), job::job_name(NAME, UID, "generation:2"));
+    assert_eq!(
+        created.name_any(),
+        job::job_name(NAME, UID, "generation:2", job::last_load_second(&ac))
+    );
     assert_eq!(created.annotations()[job::ANNOTATION_CRATE_GENERATION], "2");
     assert!(main_args(&created).contains(&format!("--last-commit={COMMIT}")));
     let status = out.status();
@@ -1489,7 +1499,7 @@ async fn a_permanent_failure_stalls_the_crate_and_nothing_is_retried() {
         "AuthenticationFailed",
         &format!(
             "kubectl logs job/{}",
-            job::job_name(NAME, UID, "generation:1")
+            job::job_name(NAME, UID, "generation:1", None)
         ),
     );
     let status = out.status();
@@ -1613,7 +1623,10 @@ async fn after_the_backoff_a_transient_failure_is_retried_with_a_retry_job() {
     steps.push(patch_status(&failed));
     let out = h.reconcile(&failed, steps).await;
     let created = out.created_job();
-    assert_eq!(created.name_any(), job::job_name(NAME, UID, "retry:1:1"));
+    assert_eq!(
+        created.name_any(),
+        job::job_name(NAME, UID, "retry:1:1", job::last_load_second(&failed))
+    );
     assert_eq!(created.annotations()[ANNOTATION_TRIGGER], "retry:1:1");
     let status = out.status();
     assert_eq!(status.status_text, "Loading");
@@ -1682,18 +1695,32 @@ async fn a_job_refused_by_a_resource_quota_leaves_the_crate_waiting_without_a_ho
     assert_eq!(again.action(), Action::requeue(Duration::from_secs(60)));
 }
 
+/// The create of `job` answered 409, then the read of the existing Job.
+fn create_conflicts_with(ns: &str, existing: &Job) -> Vec<Step> {
+    let name = existing.name_any();
+    let body = serde_json::to_value(existing).expect("job serialises");
+    vec![
+        create_job_fails(
+            ns,
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            &format!("jobs.batch \"{name}\" already exists"),
+        ),
+        Step::new(
+            Method::GET,
+            format!("{}/{name}", jobs_path(ns)),
+            respond(body),
+        ),
+    ]
+}
+
 #[tokio::test]
-async fn an_already_existing_job_counts_as_loading() {
+async fn an_already_existing_running_job_counts_as_loading() {
     let mut h = Harness::new();
     let ac = crate_fixture().build();
-    let name = job::job_name(NAME, UID, "generation:1");
+    let existing = loader_job(&ac, "generation:1", 1, JobPhase::Running);
     let mut steps = namespace_resources(NS);
-    steps.push(create_job_fails(
-        NS,
-        StatusCode::CONFLICT,
-        "AlreadyExists",
-        &format!("jobs.batch \"{name}\" already exists"),
-    ));
+    steps.extend(create_conflicts_with(NS, &existing));
     steps.push(patch_status(&ac));
     let out = h.reconcile(&ac, steps).await;
 
@@ -1701,9 +1728,145 @@ async fn an_already_existing_job_counts_as_loading() {
     assert!(out.events().is_empty(), "the other replica announced it");
     let status = out.status();
     assert_eq!(status.status_text, "Loading");
-    assert_eq!(status.last_job, Some(name));
+    assert_eq!(status.last_job, Some(existing.name_any()));
     assert_condition(&status, "Reconciling", "True", "Loading", 1);
     assert_eq!(h.ctx.metrics.jobs_started.get(), 0);
+}
+
+#[tokio::test]
+async fn an_already_existing_finished_job_is_not_reported_as_loading_but_recorded_once_watched() {
+    let mut h = Harness::new();
+    let ac = crate_fixture().build();
+    let existing = loader_job(&ac, "generation:1", 1, JobPhase::Complete { at: ago(5) });
+    let mut steps = namespace_resources(NS);
+    steps.extend(create_conflicts_with(NS, &existing));
+    let out = h.reconcile(&ac, steps).await;
+
+    // No false "Loading": the status is left alone and the crate is looked at again shortly.
+    assert_eq!(out.status_if_patched(), None);
+    assert_eq!(out.action(), Action::requeue(Duration::from_secs(1)));
+    assert!(out.events().is_empty());
+    // Once the watch delivers it, it is recorded like any finished load, and only once.
+    h.watch(&existing);
+    let recorded = record_success(&mut h, &ac, "generation:1").await;
+    assert_eq!(recorded.status().last_job, Some(existing.name_any()));
+}
+
+#[tokio::test]
+async fn a_job_of_the_same_name_that_is_not_the_crates_fails_the_reconcile_naming_it() {
+    let mut h = Harness::new();
+    let ac = crate_fixture().build();
+    let mut foreign = loader_job(&ac, "generation:1", 1, JobPhase::Running);
+    foreign.metadata.owner_references = None;
+    let mut steps = namespace_resources(NS);
+    steps.extend(create_conflicts_with(NS, &foreign));
+    let out = h.reconcile(&ac, steps).await;
+    let error = out.result.expect_err("the reconcile fails");
+    assert!(
+        error.to_string().contains("belongs to something else"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_a_later_failure_gets_a_new_job_name_while_the_old_job_is_kept() {
+    // Generation 1 failed (retry:1:1 ran and succeeded), later failed again: the retry counter
+    // is back at 1, but the Job of the first retry is still kept for its logs.
+    let h = Harness::new();
+    let first_failure = crate_fixture()
+        .status(AnalyticsCrateStatus {
+            failures: Some(1),
+            last_load_time: Some(Time(ago(7200))),
+            ..ready_status(1)
+        })
+        .build();
+    let second_failure = crate_fixture()
+        .status(AnalyticsCrateStatus {
+            failures: Some(1),
+            last_load_time: Some(Time(ago(60))),
+            ..ready_status(1)
+        })
+        .build();
+    let cfg = &h.ctx.settings.job;
+    let first = job::build(&first_failure, "retry:1:1", None, cfg).expect("builds");
+    let second = job::build(&second_failure, "retry:1:1", None, cfg).expect("builds");
+    assert_ne!(first.name_any(), second.name_any());
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_on_the_crate_once_and_starts_nothing() {
+    let mut h = Harness::new();
+    let mut ac = crate_fixture()
+        .status(ready_status(1))
+        .generation(2)
+        .build();
+    ac.spec.interval = Some("0s".to_owned());
+    let out = h
+        .reconcile(&ac, vec![publish_event(NS), patch_status(&ac)])
+        .await;
+
+    assert_eq!(out.action(), Action::await_change(), "no retry loop");
+    assert_event(
+        &out.events()[0],
+        "Warning",
+        "InvalidSpec",
+        "spec.interval \"0s\"",
+    );
+    let status = out.status();
+    assert_eq!(status.status_text, "Failed");
+    assert_eq!(status.observed_generation, Some(2));
+    let ready = assert_condition(&status, "Ready", "False", "InvalidSpec", 2);
+    assert!(ready.message.contains("minimum of 1m"), "{ready:?}");
+    assert_condition(&status, "Stalled", "True", "InvalidSpec", 2);
+    // What was loaded before stays: the datasource and the commit.
+    assert_eq!(status.commit_id.as_deref(), Some(COMMIT));
+    assert_eq!(status.datasource, ready_status(1).datasource);
+
+    // The reconcile its own status write triggers changes nothing and says nothing again.
+    let reported = with_status(&ac, status);
+    let again = h.reconcile(&reported, Vec::new()).await;
+    assert_eq!(again.action(), Action::await_change());
+    assert_eq!(again.status_if_patched(), None);
+}
+
+#[tokio::test]
+async fn a_spec_only_the_job_builder_can_refuse_is_reported_as_invalid_too() {
+    let mut h = Harness::new();
+    let mut ac = crate_fixture().build();
+    ac.spec.repo.url = "git@example.org:org/crate.git".to_owned();
+    ac.spec.repo.secret_key = "known_hosts".to_owned();
+    let mut steps = namespace_resources(NS);
+    steps.push(publish_event(NS));
+    steps.push(patch_status(&ac));
+    let out = h.reconcile(&ac, steps).await;
+    assert_eq!(out.action(), Action::await_change());
+    assert_event(&out.events()[0], "Warning", "InvalidSpec", "known_hosts");
+    assert_condition(&out.status(), "Stalled", "True", "InvalidSpec", 1);
+    assert_eq!(h.ctx.metrics.jobs_started.get(), 0);
+}
+
+#[tokio::test]
+async fn a_fixed_spec_loads_again() {
+    let mut h = Harness::new();
+    let mut ac = crate_fixture()
+        .status(ready_status(1))
+        .generation(2)
+        .build();
+    ac.spec.repo.secret_name = Some("My_Secret".to_owned());
+    let out = h
+        .reconcile(&ac, vec![publish_event(NS), patch_status(&ac)])
+        .await;
+    let invalid = with_status(&ac, out.status());
+    let mut fixed = invalid.clone();
+    fixed.spec.repo.secret_name = Some("my-secret".to_owned());
+    fixed.metadata.generation = Some(3);
+    let mut steps = start_steps(true);
+    steps.push(patch_status(&fixed));
+    let started = h.reconcile(&fixed, steps).await;
+    assert_eq!(
+        started.created_job().annotations()[ANNOTATION_TRIGGER],
+        "generation:3"
+    );
 }
 
 #[tokio::test]
@@ -1808,7 +1971,7 @@ async fn a_crate_waiting_for_capacity_is_not_rewritten_and_starts_once_a_job_fin
     let started = h.reconcile(&waiting, steps).await;
     assert_eq!(
         started.created_job().name_any(),
-        job::job_name(NAME, UID, "generation:1")
+        job::job_name(NAME, UID, "generation:1", None)
     );
     let status = started.status();
     assert_eq!(status.status_text, "Loading");
@@ -1976,7 +2139,10 @@ async fn a_reload_request_starts_a_reload_job_and_is_handled_once() {
     steps.push(patch_status(&ac));
     let started = h.reconcile(&ac, steps).await;
     let created = started.created_job();
-    assert_eq!(created.name_any(), job::job_name(NAME, UID, &trigger));
+    assert_eq!(
+        created.name_any(),
+        job::job_name(NAME, UID, &trigger, job::last_load_second(&ac))
+    );
     assert_eq!(created.annotations()[ANNOTATION_TRIGGER], trigger);
     assert!(main_args(&created).contains(&format!("--last-commit={COMMIT}")));
     let loading = with_status(&ac, started.status());
@@ -2045,7 +2211,10 @@ async fn with_an_interval_a_due_check_starts_an_interval_job() {
     let out = h.reconcile(&loaded, steps).await;
     let trigger = format!("interval:{}", at.as_second());
     let created = out.created_job();
-    assert_eq!(created.name_any(), job::job_name(NAME, UID, &trigger));
+    assert_eq!(
+        created.name_any(),
+        job::job_name(NAME, UID, &trigger, job::last_load_second(&loaded))
+    );
     assert!(main_args(&created).contains(&format!("--last-commit={NEW_COMMIT}")));
     let status = out.status();
     assert_eq!(status.status_text, "Loading");

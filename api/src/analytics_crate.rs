@@ -16,6 +16,9 @@ pub const DEFAULT_BRANCH: &str = "main";
 pub const DEFAULT_SECRET_KEY: &str = "TOKEN";
 
 /// Desired state of an `AnalyticsCrate`.
+///
+/// The admission rules below restate [`crate::rules`], which the manager and the loader apply
+/// to the same fields; `tests/e2e/admission.rs` feeds both the same values.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "xlscsde.nhs.uk",
@@ -29,6 +32,7 @@ pub const DEFAULT_SECRET_KEY: &str = "TOKEN";
     namespaced,
     status = "AnalyticsCrateStatus",
     derive = "PartialEq",
+    doc = "A git repository holding one RO-Crate. The operator loads the crate's metadata into the AnalyticsDataSource of the same name, and reports in status why a load did or did not happen.",
     printcolumn = r#"{"name":"Workspace","type":"string","jsonPath":".status.workspace","priority":1}"#,
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.statusText"}"#,
     printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.revision"}"#,
@@ -40,16 +44,20 @@ pub const DEFAULT_SECRET_KEY: &str = "TOKEN";
 pub struct AnalyticsCrateSpec {
     /// Human-readable name; used when the crate's root entity has no `name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub display_name: Option<String>,
     /// Used when the crate's root entity has no `description`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16384))]
     pub description: Option<String>,
-    /// Path of the RO-Crate metadata file inside the repository, file name included.
-    /// A leading `/` means the repository root.
+    /// Path of the RO-Crate metadata file inside the repository, file name included
+    /// (e.g. `/bagit/data/ro-crate-metadata.json`). A leading `/` means the repository root.
     #[serde(default = "default_path")]
-    #[schemars(length(min = 1, max = 1024), extend("x-kubernetes-validations" = [
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^\P{Cc}*$"), extend("x-kubernetes-validations" = [
         {"rule": "!self.matches('(^|/)[.][.](/|$)')", "message": "path must not contain '..'; give it from the repository root"},
-        {"rule": "!self.endsWith('/')", "message": "path must name the metadata file, e.g. /ro-crate-metadata.json"}
+        {"rule": "!self.endsWith('/')", "message": "path must name the metadata file, e.g. /ro-crate-metadata.json"},
+        {"rule": "!self.matches('[^/]//')", "message": "path must not contain an empty component ('//')"},
+        {"rule": "self.split('/').exists(c, c != '' && c != '.')", "message": "path must name a file, e.g. /ro-crate-metadata.json"}
     ]))]
     pub path: String,
     /// Where the crate lives.
@@ -57,10 +65,13 @@ pub struct AnalyticsCrateSpec {
     /// Stop loading this crate (the datasource stays as last loaded). Extension of this operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
-    /// Also check the repository for new commits this often (e.g. `1h`, `30m`); jittered per
-    /// crate. Without it, loads happen on spec changes, manager restarts and reload requests.
+    /// Also check the repository for new commits this often (e.g. `1h`, `30m`, `1h30m`; at least
+    /// `1m`, at most `8760h`), jittered per crate. Without it, loads happen on spec changes and
+    /// reload requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(s|m|h))+$"))]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(h|m|s))+$"), extend("x-kubernetes-validations" = [
+        {"rule": "duration(self) >= duration('1m') && duration(self) <= duration('8760h')", "message": "interval must be between 1m and 8760h"}
+    ]))]
     pub interval: Option<String>,
 }
 
@@ -68,27 +79,42 @@ pub struct AnalyticsCrateSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RepoSpec {
-    /// https or ssh URL of the repository (`https://…`, `ssh://…` or `user@host:path`).
-    /// `http://` and `git://` are accepted only when the operator runs with
+    /// https or ssh URL of the repository (`https://…`, `ssh://…` or the scp-like
+    /// `user@host:path`), without a password: the token goes in the Secret named by
+    /// `secretName`. `http://` and `git://` are accepted only when the operator runs with
     /// `--allow-insecure-transport`.
-    #[schemars(
-        regex(
-            pattern = r"^(https://|ssh://|http://|git://)[^\s]+$|^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$"
-        ),
-        length(max = 2048)
-    )]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^[^\p{Z}\p{Cc}]+$"), extend("x-kubernetes-validations" = [
+        {"rule": "!self.contains('://') || self.matches('^(https|ssh|git[+]ssh|ssh[+]git|http|git)://[^/?#]+')", "message": "url must be https://host/..., ssh://host/... or the scp-like user@host:path"},
+        {"rule": "!self.matches('^[a-z+]+://[^/@]*:[^/@]*@')", "message": "url must not embed a password; put the token in the Secret named by secretName"},
+        {"rule": "self.contains('://') || !self.matches('^[^/]*:[^/]*@[^/:]*:')", "message": "url must not embed a password; put the token in the Secret named by secretName"},
+        {"rule": "self.contains('://') || self.matches('^([^/:]+@)?([A-Za-z0-9._-]+|[[][0-9A-Fa-f:.]+[]]):.')", "message": "url must be https://host/..., ssh://host/... or the scp-like user@host:path"},
+        {"rule": "!self.contains('://') || !self.matches('[?#]')", "message": "url must not have a query (?) or fragment (#)"}
+    ]))]
     pub url: String,
-    /// Branch to load.
+    /// Branch to load (a valid git branch name).
     #[serde(default = "default_branch")]
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$"), length(max = 255), extend("x-kubernetes-validations" = [
-        {"rule": "!self.contains('..') && !self.endsWith('/') && !self.endsWith('.lock') && !self.contains('//')", "message": "branch must be a valid git branch name"}
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[^\x00-\x20\x7f~^:?*\[\\]+$"), extend("x-kubernetes-validations" = [
+        {"rule": "self != 'HEAD' && self != '@'", "message": "branch must name a branch, not HEAD or @"},
+        {"rule": "!self.startsWith('-')", "message": "branch must not start with '-'"},
+        {"rule": "!self.contains('..') && !self.contains('@{')", "message": "branch must not contain '..' or '@{'"},
+        {"rule": "!self.endsWith('.')", "message": "branch must not end with '.'"},
+        {"rule": "!self.startsWith('/') && !self.endsWith('/') && !self.contains('//')", "message": "branch must not start or end with '/' or contain '//'"},
+        {"rule": "!self.matches('(^|/)[.]')", "message": "no part of branch between slashes may start with '.'"},
+        {"rule": "!self.matches('[.]lock(/|$)')", "message": "no part of branch between slashes may end with '.lock'"}
     ]))]
     pub branch: String,
     /// Secret in the crate's namespace holding the access token (public repositories need none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"), extend("x-kubernetes-validations" = [
+        {"rule": "self.split('.').all(l, l.size() <= 63)", "message": "secretName must be a valid Secret name (DNS labels of at most 63 characters)"}
+    ]))]
     pub secret_name: Option<String>,
-    /// Key inside the Secret that holds the token.
+    /// Key inside the Secret that holds the token (for ssh: the private key; `known_hosts`
+    /// comes from the key of that name).
     #[serde(default = "default_secret_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"), extend("x-kubernetes-validations" = [
+        {"rule": "self != '.' && !self.startsWith('..')", "message": "secretKey must not be '.' or start with '..'"}
+    ]))]
     pub secret_key: String,
 }
 

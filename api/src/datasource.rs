@@ -27,6 +27,7 @@ pub const DEFAULT_TYPE: &str = "Uploaded";
     status = "AnalyticsDataSourceStatus",
     derive = "PartialEq",
     derive = "Default",
+    doc = "A data source the platform offers to workspaces: its description, publisher, project, connections and approvals. Crate-made ones are loaded by crate-operator from an AnalyticsCrate of the same name; connections and approvals are set by people and other controllers and survive every reload.",
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.statusText"}"#
 )]

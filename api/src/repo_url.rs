@@ -108,7 +108,7 @@ impl RepoUrl {
         if raw.is_empty() {
             return Err(malformed("it is empty"));
         }
-        if raw.len() > MAX_URL_LEN {
+        if raw.chars().count() > MAX_URL_LEN {
             return Err(malformed("it is longer than 2048 characters"));
         }
         if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
@@ -123,6 +123,14 @@ impl RepoUrl {
     }
 
     fn parse_url(raw: &str) -> Result<RepoUrl, RepoUrlError> {
+        // Checked as written: the URL parser would lower-case an `HTTPS://` that the CRD refuses.
+        let written = raw.split_once("://").map_or("", |(scheme, _)| scheme);
+        if !["https", "ssh", "git+ssh", "ssh+git", "http", "git"].contains(&written) {
+            return Err(RepoUrlError::UnsupportedScheme {
+                scheme: crate::rules::shown(written),
+                url: redact(raw),
+            });
+        }
         let parsed = Url::parse(raw).map_err(|e| RepoUrlError::Malformed {
             url: redact(raw),
             reason: e.to_string(),

@@ -19,7 +19,7 @@ use crate::credentials::{Credentials, CredentialsError};
 use crate::fetch::{FetchError, FetchRequest, Fetched};
 use crate::render::{self, CrateRef, Inputs};
 use crate::rocrate::{self, Fallback, Report};
-use crate::source::{self, MetadataPath, Policy, Source, SourceError};
+use crate::source::{Branch, MetadataPath, Policy, Source, SourceError};
 use crate::worker;
 
 /// A failed flow: what kind of failure, what to tell the user, and the validation report when
@@ -82,9 +82,9 @@ fn prepare(args: &SourceArgs, allow_local: bool) -> Result<Prepared, Failure> {
         allow_insecure: args.allow_insecure_transport,
         allow_local,
     };
-    source::check_branch(&args.branch)?;
+    Branch::parse(&args.branch).map_err(SourceError::from)?;
     let source = Source::parse(&args.repo, policy)?;
-    let path = MetadataPath::parse(&args.path)?;
+    let path = MetadataPath::parse(&args.path).map_err(SourceError::from)?;
     let credentials = match &args.credentials_dir {
         Some(dir) => Credentials::from_dir(dir)?,
         None => Credentials::default(),

@@ -1,4 +1,5 @@
-//! What to fetch: the repository URL with its transport policy, and the metadata path inside it.
+//! What to fetch: the repository location with its transport policy. The branch and metadata
+//! path rules are the spec's own ([`crate_operator_api::rules`]), shared with the manager.
 //!
 //! First step of the flow. Everything here is pure and decided before any network I/O, so an
 //! unusable request fails fast with a message that says which field to change. The display form
@@ -8,6 +9,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate_operator_api::repo_url::{RepoUrl, RepoUrlError, Scheme};
+use crate_operator_api::rules::SpecError;
+pub use crate_operator_api::rules::{Branch, MetadataPath};
 use thiserror::Error;
 
 /// A request we refuse before touching the network.
@@ -23,13 +26,8 @@ pub enum SourceError {
     LocalNotAllowed { url: String },
     #[error("failed to use the local repository {url}: {reason}")]
     BadLocalPath { url: String, reason: String },
-    #[error("refused the metadata path {path:?}: {reason}")]
-    BadPath { path: String, reason: &'static str },
-    #[error("refused the branch name {branch:?}: {reason}")]
-    BadBranch {
-        branch: String,
-        reason: &'static str,
-    },
+    #[error("refused the request: {0}")]
+    Spec(#[from] SpecError),
 }
 
 /// How the repository is reached, which decides the credential kind and the trust checks.
@@ -132,97 +130,6 @@ impl Source {
     }
 }
 
-/// The metadata file's location inside the repository, as tree path components.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetadataPath {
-    components: Vec<String>,
-}
-
-impl MetadataPath {
-    /// Parses `spec.path`: a leading `/` means the repository root; `.` components are ignored;
-    /// `..`, empty names and a trailing `/` are refused (the file name is part of the path).
-    pub fn parse(raw: &str) -> Result<MetadataPath, SourceError> {
-        let bad = |reason| SourceError::BadPath {
-            path: raw.to_owned(),
-            reason,
-        };
-        if raw.chars().any(char::is_control) {
-            return Err(bad("it contains control characters"));
-        }
-        if raw.ends_with('/') {
-            return Err(bad(
-                "it names a directory; include the file name, e.g. /ro-crate-metadata.json",
-            ));
-        }
-        let mut components = Vec::new();
-        for part in raw.trim_start_matches('/').split('/') {
-            match part {
-                "." => {}
-                ".." => {
-                    return Err(bad(
-                        "'..' is not allowed; give the path from the repository root",
-                    ));
-                }
-                "" => return Err(bad("it contains an empty path component ('//')")),
-                p => components.push(p.to_owned()),
-            }
-        }
-        if components.is_empty() {
-            return Err(bad("it names no file"));
-        }
-        Ok(MetadataPath { components })
-    }
-
-    pub fn components(&self) -> &[String] {
-        &self.components
-    }
-}
-
-impl fmt::Display for MetadataPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "/{}", self.components.join("/"))
-    }
-}
-
-/// Checks a branch name the way `git check-ref-format --branch` would reject the obvious abuses
-/// (option injection, ref-path games), before it becomes part of a refspec.
-pub fn check_branch(branch: &str) -> Result<(), SourceError> {
-    let bad = |reason| SourceError::BadBranch {
-        branch: branch.to_owned(),
-        reason,
-    };
-    if branch.is_empty() {
-        return Err(bad("it is empty"));
-    }
-    if branch == "HEAD" || branch == "@" {
-        return Err(bad("'HEAD' and '@' name the current commit, not a branch"));
-    }
-    if branch.len() > 255 {
-        return Err(bad("it is longer than 255 bytes"));
-    }
-    if branch.starts_with('-') || branch.starts_with('/') || branch.ends_with('/') {
-        return Err(bad("it may not start with '-' or '/' or end with '/'"));
-    }
-    if branch.contains("..") || branch.contains("@{") || branch.contains("//") {
-        return Err(bad("it may not contain '..', '@{' or '//'"));
-    }
-    if branch.to_ascii_lowercase().ends_with(".lock") || branch.ends_with('.') {
-        return Err(bad("it may not end with '.lock' or '.'"));
-    }
-    if branch
-        .chars()
-        .any(|c| c.is_ascii_control() || " ~^:?*[\\".contains(c))
-    {
-        return Err(bad(
-            "it may not contain spaces, control characters or any of ~ ^ : ? * [ \\",
-        ));
-    }
-    if branch.split('/').any(|c| c.starts_with('.')) {
-        return Err(bad("no path component may start with '.'"));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,60 +219,5 @@ mod tests {
                 .transport(),
             Transport::Local
         );
-    }
-
-    #[test]
-    fn metadata_paths_are_relative_to_the_repository_root() {
-        let p = MetadataPath::parse("/bagit/data/ro-crate-metadata.json").expect("cr8tor path");
-        assert_eq!(p.components(), ["bagit", "data", "ro-crate-metadata.json"]);
-        assert_eq!(p.to_string(), "/bagit/data/ro-crate-metadata.json");
-        assert_eq!(
-            MetadataPath::parse("./ro-crate-metadata.json")
-                .expect("dot")
-                .to_string(),
-            "/ro-crate-metadata.json"
-        );
-    }
-
-    #[test]
-    fn metadata_paths_that_escape_or_name_no_file_are_refused() {
-        for bad in [
-            "/../etc/passwd",
-            "a/../../b",
-            "/",
-            "",
-            "dir/",
-            "a//b",
-            "a\0b",
-        ] {
-            assert!(
-                matches!(MetadataPath::parse(bad), Err(SourceError::BadPath { .. })),
-                "{bad:?} accepted"
-            );
-        }
-    }
-
-    #[test]
-    fn branch_names_that_could_inject_options_or_refs_are_refused() {
-        check_branch("main").expect("main");
-        check_branch("release/2024-10").expect("slash");
-        for bad in [
-            "",
-            "-x",
-            "a..b",
-            "a b",
-            "refs/../x",
-            "x.lock",
-            "a:b",
-            "@{-1}",
-            &"b".repeat(256),
-            ".hidden",
-            "a/.b",
-            "a\nb",
-            "HEAD",
-            "@",
-        ] {
-            assert!(check_branch(bad).is_err(), "{bad:?} accepted");
-        }
     }
 }

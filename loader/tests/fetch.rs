@@ -539,3 +539,61 @@ fn ssh_with_an_unauthorised_client_key_is_rejected() {
     .fails();
     assert_eq!(err.outcome(), Outcome::AuthenticationFailed, "{err}");
 }
+
+#[test]
+fn the_shared_branch_rule_agrees_with_libgit2s_reference_name_check() {
+    use crate_loader::source::Branch;
+    // Branch names from the shared rule's own tests and beyond, including every single
+    // printable ASCII character inside a name.
+    let mut names: Vec<String> = [
+        "main",
+        "release/2024-10",
+        "feature/a.b",
+        "v1.0",
+        "x@y",
+        "ü-ok",
+        "a.lockx",
+        "X.LOCK",
+        "",
+        "a..b",
+        "a b",
+        "x.lock",
+        "a/x.lock/b",
+        "a:b",
+        "@{-1}",
+        ".hidden",
+        "a/.b",
+        "a\nb",
+        "@",
+        "v1.",
+        "a/",
+        "/a",
+        "a//b",
+        "a~1",
+        "a^",
+        "a?",
+        "a*",
+        "a[b",
+        "a\\b",
+        "a\u{7f}",
+        "a/b.",
+        "a.",
+        "a@",
+        "@b",
+        "a/@/b",
+        "-",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    names.extend((0x20u8..0x7f).map(|b| format!("a{}b", b as char)));
+    for name in names {
+        // A branch name adds rules of its own to the ref name check, as `git branch` applies
+        // them: no leading '-', and neither HEAD nor '@' (its shorthand).
+        let git = git2::Reference::is_valid_name(&format!("refs/heads/{name}"))
+            && !name.starts_with('-')
+            && name != "HEAD"
+            && name != "@";
+        assert_eq!(Branch::parse(&name).is_ok(), git, "{name:?}");
+    }
+}

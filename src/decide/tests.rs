@@ -37,6 +37,7 @@ fn job(name: &str, trigger: &str, created: i64, state: JobState) -> LoaderJob {
 /// A crate at generation 1 whose last load (job `j1`, at t=0) succeeded in this session.
 struct Given {
     generation: i64,
+    spec_error: Option<String>,
     suspended: bool,
     reload: Option<String>,
     interval: Option<Duration>,
@@ -51,6 +52,7 @@ impl Given {
     fn loaded_crate() -> Given {
         Given {
             generation: 1,
+            spec_error: None,
             suspended: false,
             reload: None,
             interval: None,
@@ -77,6 +79,7 @@ impl Given {
     fn decide(&self) -> Decision {
         decide(&Observation {
             generation: self.generation,
+            spec_error: self.spec_error.as_deref(),
             suspended: self.suspended,
             reload_requested: self.reload.as_deref(),
             interval: self.interval,
@@ -313,4 +316,43 @@ fn retry_delays_double_up_to_ten_minutes() {
         .map(|n| retry_delay(n).as_secs())
         .collect();
     assert_eq!(delays, [10, 20, 40, 600, 600]);
+}
+
+#[test]
+fn an_invalid_spec_starts_nothing_and_says_why() {
+    let given = Given {
+        generation: 2,
+        spec_error: Some("spec.interval \"0s\" is shorter than the minimum of 1m".into()),
+        ..Given::loaded_crate()
+    };
+    assert_eq!(
+        given.decide(),
+        Decision::Invalid {
+            message: "spec.interval \"0s\" is shorter than the minimum of 1m".into()
+        }
+    );
+}
+
+#[test]
+fn a_load_running_or_finished_before_the_spec_turned_invalid_is_still_awaited_and_recorded() {
+    let running = Given {
+        spec_error: Some("bad".into()),
+        jobs: vec![job("j2", "generation:2", 50, JobState::Active)],
+        ..Given::loaded_crate()
+    };
+    assert!(matches!(running.decide(), Decision::Await { .. }));
+    let finished = Given {
+        spec_error: Some("bad".into()),
+        jobs: vec![job(
+            "j2",
+            "generation:2",
+            50,
+            JobState::Finished {
+                result: result(Outcome::Loaded),
+                at: at(60),
+            },
+        )],
+        ..Given::loaded_crate()
+    };
+    assert!(matches!(finished.decide(), Decision::Record { .. }));
 }

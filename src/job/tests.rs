@@ -824,8 +824,8 @@ fn images_pull_policy_and_priority_class_come_from_the_configuration() {
 
 #[test]
 fn the_job_name_is_deterministic_and_a_dns_label() {
-    let a = job_name("hic-covid", "uid-1", "generation-3");
-    assert_eq!(a, job_name("hic-covid", "uid-1", "generation-3"));
+    let a = job_name("hic-covid", "uid-1", "generation-3", None);
+    assert_eq!(a, job_name("hic-covid", "uid-1", "generation-3", None));
     assert!(a.starts_with("hic-covid-"), "{a}");
     assert_eq!(a.len(), "hic-covid-".len() + 10);
     assert!(is_dns_label(&a), "{a}");
@@ -833,11 +833,14 @@ fn the_job_name_is_deterministic_and_a_dns_label() {
 
 #[test]
 fn the_job_name_differs_for_different_triggers_and_uids() {
-    let base = job_name("demo", "uid-1", "generation-3");
-    assert_ne!(base, job_name("demo", "uid-1", "generation-4"));
-    assert_ne!(base, job_name("demo", "uid-2", "generation-3"));
+    let base = job_name("demo", "uid-1", "generation-3", None);
+    assert_ne!(base, job_name("demo", "uid-1", "generation-4", None));
+    assert_ne!(base, job_name("demo", "uid-2", "generation-3", None));
     // The separator keeps the two inputs apart.
-    assert_ne!(job_name("demo", "ab", "c"), job_name("demo", "a", "bc"));
+    assert_ne!(
+        job_name("demo", "ab", "c", None),
+        job_name("demo", "a", "bc", None)
+    );
 }
 
 #[test]
@@ -847,14 +850,14 @@ fn the_job_name_of_a_253_character_crate_name_is_a_dns_label_of_at_most_63() {
     let long = &[label(63), label(63), label(63), label(61)].join(".");
     assert_eq!(long.len(), 253);
     assert!(loader_namespace::is_dns_subdomain(long));
-    let name = job_name(long, "uid", "generation-1");
+    let name = job_name(long, "uid", "generation-1", None);
     assert!(name.len() <= 63, "{} characters", name.len());
     assert!(is_dns_label(&name), "{name}");
-    assert_ne!(name, job_name(long, "uid", "generation-2"));
+    assert_ne!(name, job_name(long, "uid", "generation-2", None));
     // Dots (valid in crate names) and odd characters never reach the Job name.
-    assert!(is_dns_label(&job_name("a.b", "u", "t")));
-    assert!(is_dns_label(&job_name("-.-", "u", "t")));
-    assert!(is_dns_label(&job_name("Ünïcode.-", "u", "t")));
+    assert!(is_dns_label(&job_name("a.b", "u", "t", None)));
+    assert!(is_dns_label(&job_name("-.-", "u", "t", None)));
+    assert!(is_dns_label(&job_name("Ünïcode.-", "u", "t", None)));
 }
 
 #[test]
@@ -1024,4 +1027,34 @@ fn log_formats_parse_from_their_flag_values() {
     assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
     assert_eq!("text".parse::<LogFormat>(), Ok(LogFormat::Text));
     assert!("yaml".parse::<LogFormat>().is_err());
+}
+
+#[test]
+fn an_insecure_url_is_an_invalid_spec_unless_the_operator_allows_it() {
+    for url in [
+        "http://git.example.org/r.git",
+        "git://git.example.org/r.git",
+    ] {
+        let ac = test_crate(url, None);
+        let err = build(&ac, "t", None, &JobConfig::default()).expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                JobError::InvalidSpec {
+                    field: "spec.repo.url",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("--allow-insecure-transport"),
+            "{err}"
+        );
+        let allowed = JobConfig {
+            allow_insecure_transport: true,
+            ..JobConfig::default()
+        };
+        build(&ac, "t", None, &allowed).expect("allowed for testing");
+    }
 }

@@ -355,3 +355,27 @@ fn once_a_waiting_crate_loads_ready_no_longer_names_the_wait() {
     );
     assert_eq!(cond(&loading, READY), ("Unknown", "Loading"));
 }
+
+#[test]
+fn an_invalid_spec_stalls_the_crate_and_keeps_what_was_loaded() {
+    let loaded = next(
+        &AnalyticsCrateStatus::default(),
+        4,
+        &finished(&result(Outcome::Loaded, "applied"), "generation:4"),
+        at(10),
+    );
+    let message = "spec.repo.secretName \"My_Secret\" is not a valid Secret name".to_owned();
+    let s = next(&loaded, 5, &Progress::InvalidSpec { message }, at(20));
+    assert_eq!(s.status_text, "Failed");
+    assert_eq!(s.observed_generation, Some(5));
+    assert_eq!(cond(&s, READY), ("False", "InvalidSpec"));
+    assert_eq!(cond(&s, STALLED), ("True", "InvalidSpec"));
+    assert_eq!(cond(&s, RECONCILING), ("False", "InvalidSpec"));
+    assert!(condition(&s, READY).is_some_and(|c| c.message.contains("My_Secret")));
+    assert_eq!(
+        (s.commit_id.as_deref(), s.datasource.as_deref()),
+        (Some("c0ffee"), Some("demo")),
+        "the datasource stays as last loaded"
+    );
+    assert!(is_stalled(&s));
+}

@@ -7,6 +7,7 @@
 //! Nothing here sleeps to synchronise: every wait is for a condition, bounded by
 //! [`harness::PATIENCE`].
 
+mod admission;
 mod harness;
 mod install;
 mod lifecycle;
