@@ -123,9 +123,6 @@ pub struct Context {
     /// Per namespace, whether its loader resources were applied since this process started.
     /// One cell per namespace, so concurrent reconciles there apply them once, not each.
     prepared: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
-    /// Namespaces whose loader objects were deleted or changed ([`drift`]): the next reconcile
-    /// of a crate there applies them again.
-    drifted: Mutex<HashSet<String>>,
     /// Crates held back by the caps, in the order they were turned away, for the queue gauge
     /// and so that a freed slot goes to those that waited longest.
     waiting: Mutex<VecDeque<(String, ObjectRef<AnalyticsCrate>)>>,
@@ -155,7 +152,6 @@ impl Context {
             metrics,
             loaded: Mutex::default(),
             prepared: Mutex::default(),
-            drifted: Mutex::default(),
             waiting: Mutex::default(),
             wake,
             woken: Mutex::new(Some(woken)),
@@ -163,25 +159,13 @@ impl Context {
         }
     }
 
-    /// Forgets that `ns` was prepared and asks the next reconcile there to apply its loader
-    /// objects again.
-    fn mark_drifted(&self, ns: &str) {
+    /// Forgets that the loader objects of `ns` were applied, so the next preparation applies
+    /// them again ([`drift`]).
+    fn forget_prepared(&self, ns: &str) {
         self.prepared
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(ns);
-        self.drifted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(ns.to_owned());
-    }
-
-    /// Whether `ns` drifted since its objects were last applied (and forgets it).
-    fn take_drifted(&self, ns: &str) -> bool {
-        self.drifted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(ns)
     }
 
     /// Records that the crate `uid` is held back by the caps (`Some`) or no longer (`None`).
@@ -263,13 +247,6 @@ async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, E
     if ac.metadata.deletion_timestamp.is_some() {
         // Garbage collection removes its Jobs and datasource (owner references); nothing to load.
         return Ok(Action::await_change());
-    }
-    if ctx.settings.manage_loader_namespaces && ctx.take_drifted(&ns) {
-        info!(namespace = %ns, "applying the loader's namespace objects again after a change");
-        if let Err(e) = prepare_namespace(ctx, &ns).await {
-            ctx.mark_drifted(&ns);
-            return Err(e);
-        }
     }
     let generation = ac.metadata.generation.unwrap_or(0);
     let prev = ac.status.clone().unwrap_or_default();
@@ -845,35 +822,6 @@ fn held_by_quota(
         .collect()
 }
 
-/// An API for `K` in the watched namespace, or in all.
-fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// Maps a drifted loader object to one crate of its namespace, whose reconcile repairs it.
-fn on_drift<K: Resource<DynamicType = ()>>(
-    ctx: &Arc<Context>,
-    crates: &Store<AnalyticsCrate>,
-) -> impl Fn(K) -> Option<ObjectRef<AnalyticsCrate>> + Send + Sync + 'static {
-    let (ctx, crates) = (Arc::clone(ctx), crates.clone());
-    move |object| {
-        let ns = object.meta().namespace.clone()?;
-        warn!(namespace = %ns, kind = %K::kind(&()), name = object.meta().name.as_deref().unwrap_or_default(), "loader namespace object deleted or changed");
-        ctx.mark_drifted(&ns);
-        crates
-            .state()
-            .iter()
-            .find(|ac| ac.namespace().as_deref() == Some(ns.as_str()))
-            .map(|ac| ObjectRef::from_obj(ac.as_ref()))
-    }
-}
-
 /// Label selector of the loader Jobs this manager owns.
 pub fn loader_job_selector() -> String {
     format!("{LABEL_APP_NAME}={LOADER_APP_NAME},{LABEL_MANAGED_BY}={MANAGER_NAME}")
@@ -932,46 +880,19 @@ pub async fn run(
     let controller = controller.watches(quotas, watcher::Config::default(), move |quota| {
         held_by_quota(&held.state(), quota.namespace().as_deref())
     });
-    let controller = if ctx.settings.manage_loader_namespaces {
-        let client = ctx.client.clone();
-        let cfg = ctx.settings.job.namespace_resources.clone();
-        let scope = watch_namespace.clone();
-        controller
-            .watches_stream(
-                drift::drifted(
-                    scoped_api(&client, scope.as_deref()),
-                    loader_namespace::service_account,
-                    cfg.clone(),
-                ),
-                on_drift(&ctx, &crate_store),
-            )
-            .watches_stream(
-                drift::drifted(
-                    scoped_api(&client, scope.as_deref()),
-                    loader_namespace::role,
-                    cfg.clone(),
-                ),
-                on_drift(&ctx, &crate_store),
-            )
-            .watches_stream(
-                drift::drifted(
-                    scoped_api(&client, scope.as_deref()),
-                    loader_namespace::role_binding,
-                    cfg.clone(),
-                ),
-                on_drift(&ctx, &crate_store),
-            )
-            .watches_stream(
-                drift::drifted(
-                    scoped_api(&client, scope.as_deref()),
-                    loader_namespace::network_policy,
-                    cfg,
-                ),
-                on_drift(&ctx, &crate_store),
-            )
-    } else {
-        controller
-    };
+    // Deleted or changed loader namespace objects are applied again, beside the controller.
+    let repairs = ctx.settings.manage_loader_namespaces.then(|| {
+        let drifted = drift::namespaces(
+            &ctx.client,
+            watch_namespace.as_deref(),
+            &ctx.settings.job.namespace_resources,
+        );
+        tokio::spawn(drift::repair(
+            Arc::clone(&ctx),
+            crate_store.clone(),
+            drifted,
+        ))
+    });
     tokio::spawn(async move {
         if job_store.wait_until_ready().await.is_ok()
             && crate_store.wait_until_ready().await.is_ok()
@@ -984,6 +905,9 @@ pub async fn run(
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+    if let Some(repairs) = repairs {
+        repairs.abort();
+    }
 }
 
 #[cfg(test)]

@@ -26,26 +26,27 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(60);
 /// Longest `spec.interval` (a year): anything longer is a typo.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
-/// A spec value that breaks a rule: which field, and why, in words that say what to change.
+/// A spec value that breaks a rule: which field, and why, in words that say what to change. The
+/// value is shown as [`shown`] makes it: at most 64 characters, control characters escaped.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum SpecError {
     #[error("spec.repo.url: {0}")]
     Url(#[from] RepoUrlError),
-    #[error("spec.repo.branch {branch:?} is not a valid branch name: {reason}")]
+    #[error("spec.repo.branch \"{branch}\" is not a valid branch name: {reason}")]
     Branch {
         branch: String,
         reason: &'static str,
     },
-    #[error("spec.path {path:?} is not a valid metadata path: {reason}")]
+    #[error("spec.path \"{path}\" is not a valid metadata path: {reason}")]
     Path { path: String, reason: &'static str },
-    #[error("spec.interval {interval:?} {reason}")]
+    #[error("spec.interval \"{interval}\" {reason}")]
     Interval {
         interval: String,
         reason: &'static str,
     },
-    #[error("spec.repo.secretName {name:?} is not a valid Secret name: {reason}")]
+    #[error("spec.repo.secretName \"{name}\" is not a valid Secret name: {reason}")]
     SecretName { name: String, reason: &'static str },
-    #[error("spec.repo.secretKey {key:?} is not a valid Secret key: {reason}")]
+    #[error("spec.repo.secretKey \"{key}\" is not a valid Secret key: {reason}")]
     SecretKey { key: String, reason: &'static str },
     #[error("spec.{field} is longer than {max} characters")]
     TooLong { field: &'static str, max: usize },
@@ -56,9 +57,11 @@ pub const MAX_DISPLAY_NAME_LEN: usize = 1024;
 /// Longest `spec.description`.
 pub const MAX_DESCRIPTION_LEN: usize = 16384;
 
-/// Text from a spec as it may be shown: at most 64 characters, control characters escaped.
+/// Text from a spec as it may be shown: at most 64 characters (then `…`), control characters
+/// escaped.
 pub(crate) fn shown(text: &str) -> String {
-    text.chars()
+    let mut out: String = text
+        .chars()
         .take(64)
         .flat_map(|c| {
             if c.is_control() {
@@ -67,7 +70,11 @@ pub(crate) fn shown(text: &str) -> String {
                 vec![c]
             }
         })
-        .collect()
+        .collect();
+    if text.chars().nth(64).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// A branch name git accepts, as `git check-ref-format --branch` decides it.
@@ -77,7 +84,7 @@ pub struct Branch(String);
 impl Branch {
     pub fn parse(branch: &str) -> Result<Branch, SpecError> {
         let bad = |reason| SpecError::Branch {
-            branch: branch.to_owned(),
+            branch: shown(branch),
             reason,
         };
         if branch.is_empty() {
@@ -145,7 +152,7 @@ impl MetadataPath {
     /// part of the path).
     pub fn parse(raw: &str) -> Result<MetadataPath, SpecError> {
         let bad = |reason| SpecError::Path {
-            path: raw.to_owned(),
+            path: shown(raw),
             reason,
         };
         if raw.chars().count() > MAX_PATH_LEN {
@@ -197,7 +204,7 @@ pub struct Interval(Duration);
 impl Interval {
     pub fn parse(text: &str) -> Result<Interval, SpecError> {
         let bad = |reason| SpecError::Interval {
-            interval: text.to_owned(),
+            interval: shown(text),
             reason,
         };
         let format = "is not a duration such as 30m, 1h or 1h30m (whole numbers of h, m and s)";
@@ -248,7 +255,7 @@ impl Interval {
 /// A Secret name: a DNS-1123 subdomain.
 pub fn check_secret_name(name: &str) -> Result<(), SpecError> {
     let bad = |reason| SpecError::SecretName {
-        name: name.to_owned(),
+        name: shown(name),
         reason,
     };
     if name.is_empty() || name.len() > 253 {
@@ -274,7 +281,7 @@ pub fn check_secret_name(name: &str) -> Result<(), SpecError> {
 /// A key of a Secret's `data`.
 pub fn check_secret_key(key: &str) -> Result<(), SpecError> {
     let bad = |reason| SpecError::SecretKey {
-        key: key.to_owned(),
+        key: shown(key),
         reason,
     };
     if key.is_empty() || key.len() > 253 {
@@ -439,6 +446,19 @@ mod tests {
         ] {
             assert!(Interval::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_refused_value_is_shown_short_and_escaped() {
+        let err =
+            MetadataPath::parse(&format!("/a\u{1b}[2J{}", "x".repeat(2000))).expect_err("long");
+        let message = err.to_string();
+        assert!(message.len() < 200, "{message}");
+        assert!(
+            message.contains("a\\u{1b}[2J") && message.contains('…'),
+            "{message}"
+        );
+        assert!(!message.contains('\u{1b}'));
     }
 
     #[test]

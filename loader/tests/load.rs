@@ -843,16 +843,16 @@ fn an_api_server_that_never_answers_is_given_up_on_at_the_timeout() {
 
 #[test]
 fn the_termination_message_stays_within_4_kib_for_a_crate_with_hundreds_of_errors() {
-    // 500 entities without @id, each named at length, at a path long enough that the
-    // untruncated message alone would not fit
+    // 500 entities without @id, each named at length, at a path as long as spec.path may be
+    // (1024 characters, here of 4 bytes each), so that the untruncated message would not fit
     let mut graph = vec![
         json!({"@id": "ro-crate-metadata.json", "@type": "CreativeWork", "about": {"@id": "./"}}),
         json!({"@id": "./", "@type": "Dataset", "name": "Broken"}),
     ];
     graph.extend((0..500).map(|i| json!({"name": format!("entity {i} {}", "x".repeat(300))})));
     let content = json!({"@context": "https://w3id.org/ro/crate/1.1/context", "@graph": graph});
-    let dirs: Vec<String> = (0..20)
-        .map(|i| format!("{i:02}{}", "d".repeat(200)))
+    let dirs: Vec<String> = (0..4)
+        .map(|i| format!("{i:02}dd{}", "\u{1d521}".repeat(238)))
         .collect();
     let long_path = format!("{}/ro-crate-metadata.json", dirs.join("/"));
     let repo = RepoBuilder::new()

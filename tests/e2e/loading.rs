@@ -94,9 +94,11 @@ async fn a_new_crate_is_loaded_by_a_job_into_a_datasource_owned_by_the_crate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_commit_is_loaded_at_the_next_interval() {
     let fx = Fixture::new("interval").await;
-    fx.create_crate("omop", |c| c.spec.interval = Some("2s".to_owned()))
+    // The shortest interval the CRD admits is 1m, so this test waits about a minute.
+    fx.create_crate("omop", |c| c.spec.interval = Some("1m".to_owned()))
         .await;
     fx.wait_ready_at("omop", &fx.head()).await;
+    let jobs = fx.job_names().await.len();
 
     fx.repo
         .update(|r| {
@@ -104,7 +106,9 @@ async fn a_new_commit_is_loaded_at_the_next_interval() {
                 .commit("rename")
         })
         .expect("new commit");
+    // Due 60 s (plus up to 6 s of jitter) after the last load; the wait allows 90 s.
     fx.wait_ready_at("omop", &fx.head()).await;
+    assert_eq!(fx.job_names().await.len(), jobs + 1, "one interval load");
 
     let ds = fx.datasources.get("omop").await.expect("datasource");
     assert_eq!(
