@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate_operator_api::AnalyticsCrate;
 use crate_operator_api::contract::{LABEL_CRATE, Outcome};
 use crate_operator_api::repo_url::{RepoUrl, RepoUrlError, Scheme};
+use crate_operator_api::request::{LoadRequest, RequestLimits};
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
@@ -319,9 +320,7 @@ fn pod_failure_policy() -> PodFailurePolicy {
     }
 }
 
-/// The main container's arguments. Values use the `--flag=value` form so a value starting with
-/// `-` (a free-text description, say) can never be read as a flag. No secret is known here, so
-/// none can end up in the Pod spec.
+/// The main container's arguments: the [`LoadRequest`] for this crate and configuration.
 fn load_args(
     ac: &AnalyticsCrate,
     name: &str,
@@ -332,50 +331,32 @@ fn load_args(
     cfg: &JobConfig,
 ) -> Vec<String> {
     let spec = &ac.spec;
-    let mut args = vec!["load".to_owned()];
-    let mut flag = |name: &str, value: &str| args.push(format!("--{name}={value}"));
-    flag("repo", &spec.repo.url);
-    flag("branch", &spec.repo.branch);
-    flag("path", &spec.path);
-    flag("crate-name", name);
-    flag("crate-namespace", namespace);
-    flag("crate-uid", uid);
-    if let Some(commit) = last_commit {
-        flag("last-commit", commit);
+    LoadRequest {
+        repo: spec.repo.url.clone(),
+        branch: spec.repo.branch.clone(),
+        path: spec.path.clone(),
+        crate_name: name.to_owned(),
+        crate_namespace: namespace.to_owned(),
+        crate_uid: uid.to_owned(),
+        last_commit: last_commit.map(str::to_owned),
+        display_name: spec.display_name.clone(),
+        description: spec.description.clone(),
+        credentials_dir: with_credentials.then(|| CREDENTIALS_DIR.into()),
+        work_dir: WORK_DIR.into(),
+        timeout: cfg.loader_timeout,
+        log_format: cfg.log_format.as_str(),
+        // Explicit, so the flag and the container's terminationMessagePath cannot disagree.
+        termination_message_path: TERMINATION_MESSAGE_PATH.into(),
+        limits: RequestLimits {
+            max_memory_bytes: cfg.fetch_memory_bytes(),
+            max_transfer_bytes: cfg.limits.max_transfer_bytes,
+            max_objects: cfg.limits.max_objects,
+            max_file_bytes: cfg.limits.max_file_bytes,
+            max_json_depth: cfg.limits.max_json_depth,
+        },
+        allow_insecure_transport: cfg.allow_insecure_transport,
     }
-    if let Some(display_name) = &spec.display_name {
-        flag("display-name", display_name);
-    }
-    if let Some(description) = &spec.description {
-        flag("description", description);
-    }
-    if with_credentials {
-        flag("credentials-dir", CREDENTIALS_DIR);
-    }
-    flag("work-dir", WORK_DIR);
-    flag(
-        "timeout",
-        &humantime::format_duration(cfg.loader_timeout).to_string(),
-    );
-    flag("log-format", cfg.log_format.as_str());
-    // Explicit, so the flag and the container's terminationMessagePath cannot disagree.
-    flag("termination-message-path", TERMINATION_MESSAGE_PATH);
-    flag("max-memory-bytes", &cfg.fetch_memory_bytes().to_string());
-    let limits = &cfg.limits;
-    for (limit, value) in [
-        ("max-transfer-bytes", limits.max_transfer_bytes),
-        ("max-objects", limits.max_objects),
-        ("max-file-bytes", limits.max_file_bytes),
-        ("max-json-depth", limits.max_json_depth.map(u64::from)),
-    ] {
-        if let Some(value) = value {
-            flag(limit, &value.to_string());
-        }
-    }
-    if cfg.allow_insecure_transport {
-        args.push("--allow-insecure-transport".to_owned());
-    }
-    args
+    .to_args()
 }
 
 /// The crate's Secret as a volume holding only the keys the loader reads, under the file names

@@ -9,6 +9,7 @@ pub mod analytics_crate;
 pub mod contract;
 pub mod datasource;
 pub mod repo_url;
+pub mod request;
 pub mod rules;
 
 pub use analytics_crate::{AnalyticsCrate, AnalyticsCrateSpec, AnalyticsCrateStatus, RepoSpec};

@@ -306,4 +306,85 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn every_field_of_the_managers_load_request_parses_back() {
+        use crate_operator_api::request::{LoadRequest, RequestLimits};
+        let request = LoadRequest {
+            repo: "https://git.example.org/sde/crate.git".into(),
+            branch: "release/2024".into(),
+            path: "/bagit/data/ro-crate-metadata.json".into(),
+            crate_name: "demo".into(),
+            crate_namespace: "sde".into(),
+            crate_uid: "u-1".into(),
+            last_commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            display_name: Some("Demo".into()),
+            description: Some("--starts with dashes".into()),
+            credentials_dir: Some("/etc/crate-loader/credentials".into()),
+            work_dir: "/work".into(),
+            timeout: Duration::from_secs(90),
+            log_format: "json",
+            termination_message_path: "/dev/termination-log".into(),
+            limits: RequestLimits {
+                max_memory_bytes: 256 * 1024 * 1024,
+                max_transfer_bytes: Some(1_000_000),
+                max_objects: Some(1000),
+                max_file_bytes: Some(65536),
+                max_json_depth: Some(16),
+            },
+            allow_insecure_transport: true,
+        };
+        let argv = std::iter::once("crate-loader".to_owned()).chain(request.to_args());
+        let cli = Cli::try_parse_from(argv).expect("the loader parses the manager's arguments");
+        assert_eq!(cli.log.log_format, LogFormat::Json);
+        let Command::Load(args) = cli.command else {
+            panic!("not load")
+        };
+        let s = &args.source;
+        assert_eq!(
+            (s.repo.as_str(), s.branch.as_str(), s.path.as_str()),
+            (
+                request.repo.as_str(),
+                request.branch.as_str(),
+                request.path.as_str()
+            )
+        );
+        assert_eq!(
+            (&args.crate_name, &args.crate_namespace, &args.crate_uid),
+            (
+                &request.crate_name,
+                &request.crate_namespace,
+                &request.crate_uid
+            )
+        );
+        assert_eq!(args.last_commit, request.last_commit);
+        assert_eq!(s.display_name, request.display_name);
+        assert_eq!(s.description, request.description);
+        assert_eq!(s.credentials_dir, request.credentials_dir);
+        assert_eq!(s.work_dir.as_ref(), Some(&request.work_dir));
+        assert_eq!(s.timeout, request.timeout);
+        assert_eq!(
+            args.termination_message_path,
+            request.termination_message_path
+        );
+        assert!(s.allow_insecure_transport);
+        let l = &s.limits;
+        assert_eq!(
+            (
+                l.max_memory_bytes,
+                Some(l.max_transfer_bytes),
+                Some(l.max_objects)
+            ),
+            (
+                request.limits.max_memory_bytes,
+                request.limits.max_transfer_bytes,
+                request.limits.max_objects
+            )
+        );
+        assert_eq!(Some(l.max_file_bytes), request.limits.max_file_bytes);
+        assert_eq!(
+            u32::try_from(l.max_json_depth).ok(),
+            request.limits.max_json_depth
+        );
+    }
 }

@@ -606,7 +606,7 @@ fn limit_insecure_transport_and_log_flags_appear_only_when_configured() {
         &args[args.len() - 10..],
         [
             "--work-dir=/work",
-            "--timeout=1m 30s",
+            "--timeout=90s",
             "--log-format=json",
             "--termination-message-path=/dev/termination-log",
             "--max-memory-bytes=402653184",
