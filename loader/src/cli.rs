@@ -334,8 +334,9 @@ mod tests {
             },
             allow_insecure_transport: true,
         };
-        let argv = std::iter::once("crate-loader".to_owned()).chain(request.to_args());
-        let cli = Cli::try_parse_from(argv).expect("the loader parses the manager's arguments");
+        let command_line = std::iter::once("crate-loader".to_owned()).chain(request.to_args());
+        let cli =
+            Cli::try_parse_from(command_line).expect("the loader parses the manager's arguments");
         assert_eq!(cli.log.log_format, LogFormat::Json);
         let Command::Load(args) = cli.command else {
             panic!("not load")
