@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Builds (or finds cached) the control plane the end-to-end tests run against
-# and prints the directory that holds its binaries:
-#   etcd  kube-apiserver  kube-controller-manager  kubectl
+# Builds (or finds cached) the control plane and the node the end-to-end tests
+# run against and prints the directory that holds their binaries:
+#   etcd  kube-apiserver  kube-controller-manager  kubectl   (control plane)
+#   kubelet  kube-scheduler  pause                           (the real node)
+# pause is the sandbox process of every Pod, compiled from the same Kubernetes
+# module's build/pause/linux/pause.c (static, so its image needs nothing else).
 #
 # The binaries are cached outside the repository, keyed by the Kubernetes
 # version and a hash of this module's go.mod, go.sum and sources, so a warm
 # machine skips the build and any change here rebuilds. KUBEBUILDER_ASSETS
-# (the envtest convention) wins when it points at a directory that has all four.
+# (the envtest convention) wins when it points at a directory that has them all.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-binaries=(etcd kube-apiserver kube-controller-manager kubectl)
+binaries=(etcd kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler pause)
 
 has_all() {
   local dir="$1"
@@ -62,7 +65,11 @@ trap 'rm -rf "$tmp"' EXIT
     ./etcd \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kubectl
+    k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-scheduler
+  src="$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux"
+  cc -Os -static -o "$tmp/pause" -DVERSION="$version" "$src/pause.c"
 ) >&2
 rm -rf "$out"
 mv "$tmp" "$out"

@@ -1,5 +1,5 @@
 //! The control plane's PKI, made fresh for every run: a CA, the apiserver's serving certificate
-//! for 127.0.0.1, an administrator's client certificate (group `system:masters`) and the key that
+//! for 127.0.0.1 and the `kubernetes` Service address, an administrator's client certificate (group `system:masters`) and the key that
 //! signs service-account tokens. ECDSA P-256 throughout: quick to generate, accepted everywhere.
 
 use std::fs;
@@ -79,6 +79,9 @@ pub(crate) fn write(dir: &Path) -> Result<Pki> {
             SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             dns("localhost")?,
             dns("kubernetes.default.svc")?,
+            // The `kubernetes` Service's address, which Pods on the real node connect to (see
+            // `node`).
+            SanType::IpAddress(crate::node::SERVICE_IP.into()),
         ],
     )?;
     let (admin_cert, admin_key) = leaf(

@@ -17,7 +17,7 @@ use crate::{Result, error};
 /// How long each component gets to become ready. Generous: CI machines have two cores.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The controllers the operator relies on, and nothing that needs nodes.
+/// The controllers the operator relies on.
 const CONTROLLERS: &[&str] = &[
     "job-controller",
     "garbage-collector-controller",
@@ -26,6 +26,8 @@ const CONTROLLERS: &[&str] = &[
     "root-ca-certificate-publisher-controller",
     "resourcequota-controller",
     "namespace-controller",
+    // Lifts the not-ready taint off the real node (`node`) once its kubelet reports Ready.
+    "node-lifecycle-controller",
 ];
 
 /// Opt-in settings of a control plane started with [`ControlPlane::start_with`]. The default is
@@ -149,6 +151,20 @@ impl ControlPlane {
     /// The cluster CA certificate (PEM).
     pub fn ca_pem(&self) -> &str {
         &self.pki.ca_pem
+    }
+
+    /// The port the apiserver listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.server_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(443)
+    }
+
+    /// The cluster CA certificate file.
+    pub fn ca_file(&self) -> &Path {
+        &self.pki.ca_cert
     }
 
     /// A kubeconfig file for a cluster administrator (client certificate in `system:masters`).
@@ -301,6 +317,11 @@ fn start_apiserver(
             "--allow-privileged=true".to_owned(),
             "--profiling=false".to_owned(),
             "--endpoint-reconciler-type=none".to_owned(),
+            // For `kubectl logs` on the real node: the apiserver calls the kubelet as the
+            // administrator, at the node's InternalIP.
+            format!("--kubelet-client-certificate={}", pki.admin_cert.display()),
+            format!("--kubelet-client-key={}", pki.admin_key.display()),
+            "--kubelet-preferred-address-types=InternalIP".to_owned(),
         ];
         args.extend_from_slice(extra_args);
         let mut apiserver = Guarded::spawn(

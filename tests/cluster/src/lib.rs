@@ -28,6 +28,7 @@ mod certs;
 mod control_plane;
 mod guard;
 mod kubelet;
+pub mod node;
 pub mod operator;
 
 pub use control_plane::{ControlPlane, Options, binaries, free_port};

@@ -5,7 +5,7 @@
 //! `git daemon --inetd` process, as inetd would do.
 
 use std::fs::{File, OpenOptions};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -43,6 +43,12 @@ impl GitDaemon {
     /// Like [`start`](Self::start), with extra `git daemon` options, e.g.
     /// `["--enable=receive-pack"]` to accept pushes or `["--timeout=2"]`.
     pub fn start_with(base: &Path, extra_args: &[&str]) -> Result<Self> {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), base, extra_args)
+    }
+
+    /// Like [`start_with`](Self::start_with), listening on `ip` (e.g. the test node's bridge
+    /// address, which Pods can reach).
+    pub fn start_on(ip: IpAddr, base: &Path, extra_args: &[&str]) -> Result<Self> {
         let exec_path = run(git().arg("--exec-path"))?;
         require_file(&Path::new(&exec_path).join("git-daemon"))?;
         let base = base.canonicalize()?;
@@ -55,7 +61,7 @@ impl GitDaemon {
         let accept = {
             let base = base.clone();
             let log = log.clone();
-            AcceptLoop::start("git-daemon", move |stream, tracked| {
+            AcceptLoop::start_on(ip, "git-daemon", move |stream, tracked| {
                 let spawned = (|| -> Result<_> {
                     let input = stream.try_clone()?;
                     let stderr = OpenOptions::new().append(true).open(&log)?;

@@ -1,6 +1,6 @@
 //! A server that accepts TCP connections and never answers, for client time-out tests.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::Result;
 use crate::server::AcceptLoop;
@@ -17,7 +17,12 @@ pub struct Tarpit {
 impl Tarpit {
     /// Starts listening.
     pub fn start() -> Result<Self> {
-        let accept = AcceptLoop::start("tarpit", |stream, tracked| {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// Starts listening on `ip` (e.g. the test node's bridge address, which Pods can reach).
+    pub fn start_on(ip: IpAddr) -> Result<Self> {
+        let accept = AcceptLoop::start_on(ip, "tarpit", |stream, tracked| {
             // The tracked clone keeps the connection open until the tarpit is dropped.
             tracked.track(&stream);
         })?;
