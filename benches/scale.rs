@@ -163,6 +163,7 @@ fn run() -> anyhow::Result<()> {
     eprintln!("scale: starting the control plane");
     let plane = ControlPlane::start_with(&Options {
         audit_policy: Some(audit::policy_for_user(MANAGER_USER)),
+        ..Options::default()
     })?;
     let dir = target.join("scale-bench");
     if dir.exists() {

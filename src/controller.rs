@@ -7,7 +7,7 @@
 //! and unit-tested on their own.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use crate_operator_api::contract::ANNOTATION_RELOAD_REQUESTED_AT;
 use crate_operator_api::rules::Interval;
 use crate_operator_api::{AnalyticsCrate, AnalyticsCrateStatus};
 use futures::channel::mpsc;
-use futures::{Future, StreamExt};
+use futures::{Future, StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
@@ -40,6 +40,7 @@ use crate::observe;
 use crate::status::{self, Progress};
 
 mod drift;
+mod listed;
 mod pending;
 use pending::Pending;
 
@@ -851,6 +852,8 @@ pub async fn run(
                 Api::all(client.clone()),
             ),
         };
+    // Ready once both watches have listed; read from the streams (see `listed` for why).
+    let listings = listed::Listings::new(2, ready);
     let (job_store, job_writer) = reflector::store();
     let job_events = watcher(
         jobs_api,
@@ -858,22 +861,22 @@ pub async fn run(
     )
     .default_backoff()
     .reflect(job_writer)
+    .inspect_ok(listings.watch())
     .touched_objects();
-    let ctx = Arc::new(Context::new(
-        client,
-        settings,
-        job_store.clone(),
-        recorder,
-        metrics,
-    ));
+    let (crate_store, crate_writer) = reflector::store();
+    let crate_events = watcher(crates, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(crate_writer)
+        .inspect_ok(listings.watch())
+        .applied_objects();
+    let ctx = Arc::new(Context::new(client, settings, job_store, recorder, metrics));
     let woken = ctx.take_woken();
     let controller =
-        Controller::new(crates, watcher::Config::default().any_semantic()).owns_stream(job_events);
+        Controller::for_stream(crate_events, crate_store.clone()).owns_stream(job_events);
     let controller = match woken {
         Some(woken) => controller.reconcile_on(woken),
         None => controller,
     };
-    let crate_store = controller.store();
     // A quota raised, or freed by finished Jobs, lets held-back crates start without waiting
     // for their recheck.
     let held = crate_store.clone();
@@ -892,13 +895,6 @@ pub async fn run(
             crate_store.clone(),
             drifted,
         ))
-    });
-    tokio::spawn(async move {
-        if job_store.wait_until_ready().await.is_ok()
-            && crate_store.wait_until_ready().await.is_ok()
-        {
-            ready.store(true, Ordering::Release);
-        }
     });
     controller
         .graceful_shutdown_on(shutdown)

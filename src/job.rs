@@ -290,12 +290,18 @@ pub fn build(
     })
 }
 
+/// The main container's exit code when it was killed by SIGKILL (128 + 9).
+const KILLED_EXIT_CODE: i32 = 137;
+
 /// Permanent loader failures fail the Job at once (retrying cannot help until something
-/// changes), and so does a Pod lost to a disruption: the kubelet evicting it for going over its
-/// own storage limit looks exactly like a node drain here (`DisruptionTarget`), and retrying
-/// that inside the Job would repeat it until the deadline. The manager reads the Pod to tell
-/// the two apart (`observe::pod_loss`): a limit is permanent, a drain or preemption is retried
-/// with the usual backoff.
+/// changes), and so does a loader killed outright or a Pod lost to a disruption; retrying those
+/// inside the Job would repeat them until the deadline. A SIGKILL comes from the kernel's OOM
+/// killer (the container's memory limit), from the kubelet evicting the Pod for going over a
+/// volume's `sizeLimit` or its ephemeral-storage limit (such an eviction carries no
+/// `DisruptionTarget` condition: a real kubelet showed it), or at the end of a drain's grace
+/// period. A drain or a node-pressure eviction is marked `DisruptionTarget`. The manager reads
+/// the Pod to tell them apart (`observe`): a limit is permanent, a drain or preemption is
+/// retried with the usual backoff.
 fn pod_failure_policy() -> PodFailurePolicy {
     PodFailurePolicy {
         rules: vec![
@@ -304,7 +310,10 @@ fn pod_failure_policy() -> PodFailurePolicy {
                 on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
                     container_name: Some(CONTAINER_NAME.to_owned()),
                     operator: "In".to_owned(),
-                    values: Outcome::permanent_exit_codes(),
+                    values: Outcome::permanent_exit_codes()
+                        .into_iter()
+                        .chain([KILLED_EXIT_CODE])
+                        .collect(),
                 }),
                 on_pod_conditions: None,
             },

@@ -649,7 +649,7 @@ fn args_of_default() -> Vec<String> {
 // --- Job ---------------------------------------------------------------------------------------
 
 #[test]
-fn permanent_exit_codes_and_disruptions_fail_the_job_at_once() {
+fn permanent_exit_codes_a_killed_loader_and_disruptions_fail_the_job_at_once() {
     let job = build_default(&fixture(PUBLIC));
     let policy = job
         .spec
@@ -662,7 +662,10 @@ fn permanent_exit_codes_and_disruptions_fail_the_job_at_once() {
     let codes = fail.on_exit_codes.as_ref().expect("onExitCodes");
     assert_eq!(codes.container_name.as_deref(), Some("load"));
     assert_eq!(codes.operator, "In");
-    assert_eq!(codes.values, Outcome::permanent_exit_codes());
+    let mut expected = Outcome::permanent_exit_codes();
+    // SIGKILL: an OOM kill or an eviction for a storage limit, which carries no condition.
+    expected.push(137);
+    assert_eq!(codes.values, expected);
     let disrupted = &policy.rules[1];
     assert_eq!(disrupted.action, "FailJob");
     assert_eq!(

@@ -1,5 +1,5 @@
 //! The node suite's cluster: the control plane, a real node, the images built by
-//! `images/build-oci.sh` imported into it, and the operator installed with
+//! `images/build-oci.py` imported into it, and the operator installed with
 //! `kubectl apply -k` as Pods on it. Shared by every test of this binary and started on first
 //! use; everything stops, and the host is put back, when the test process exits.
 
@@ -9,9 +9,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate_test_cluster::ControlPlane;
 use crate_test_cluster::node::Node;
 use crate_test_cluster::operator::{INSTALL_NAMESPACE, kubectl_ok, kubectl_with_input, repo_root};
+use crate_test_cluster::{ControlPlane, Options};
 
 /// How long a test waits for a condition. Loader Pods start in seconds; CI machines are busy.
 pub const PATIENCE: Duration = Duration::from_secs(120);
@@ -37,7 +37,10 @@ pub fn cluster() -> &'static Cluster {
 }
 
 fn start() -> std::io::Result<Cluster> {
-    let plane = ControlPlane::shared()?;
+    let plane = ControlPlane::shared_with(&Options {
+        workloads: true,
+        ..Options::default()
+    })?;
     let dir = plane.dir().join("node-suite");
     std::fs::create_dir_all(&dir)?;
     let images = build_images(&dir.join("images"))?;
@@ -49,17 +52,16 @@ fn start() -> std::io::Result<Cluster> {
     Ok(Cluster { plane, node })
 }
 
-/// `images/build-oci.sh`: the manager, loader and runner images from the release binaries.
+/// `images/build-oci.py`: the manager, loader and runner images from the release binaries.
 fn build_images(out: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let status = Command::new("bash")
-        .arg(repo_root().join("images/build-oci.sh"))
+    let status = Command::new("python3")
+        .arg(repo_root().join("images/build-oci.py"))
         .arg(out)
-        .env("IMAGE_TAG", TAG)
-        .env("IMAGE_PREFIX", "localhost")
+        .args(["--registry", "localhost", "--tag", TAG])
         .status()?;
     if !status.success() {
         return Err(std::io::Error::other(format!(
-            "images/build-oci.sh failed ({status})"
+            "images/build-oci.py failed ({status})"
         )));
     }
     Ok(["crate-operator", "crate-loader", "crate-runner"]
@@ -75,6 +77,16 @@ fn install(plane: &ControlPlane, dir: &Path) -> std::io::Result<()> {
     let overlay = dir.join("install");
     std::fs::create_dir_all(&overlay)?;
     let deploy = repo_root().join("deploy").canonicalize()?;
+    // Kustomize takes a base only by a relative path, and files only from below the overlay.
+    let up = "../".repeat(overlay.canonicalize()?.components().count() - 1);
+    let base = format!(
+        "{up}{}",
+        deploy.display().to_string().trim_start_matches('/')
+    );
+    std::fs::copy(
+        deploy.join("kustomizeconfig/images.yaml"),
+        overlay.join("images.yaml"),
+    )?;
     let arg = |value: &str| {
         format!(
             "      - op: add\n        path: /spec/template/spec/containers/0/args/-\n        value: {value}\n"
@@ -97,9 +109,9 @@ fn install(plane: &ControlPlane, dir: &Path) -> std::io::Result<()> {
             "apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-  - {deploy}
+  - {base}
 configurations:
-  - {deploy}/kustomizeconfig/images.yaml
+  - images.yaml
 images:
   - name: ghcr.io/lsc-sde/crate-operator
     newName: localhost/crate-operator
@@ -111,18 +123,48 @@ patches:
   - target: {{kind: Deployment, name: crate-operator}}
     patch: |-
 {patch}",
-            deploy = deploy.display(),
         ),
     )?;
     kubectl_ok(plane.kubectl().args(["apply", "-k"]).arg(&overlay))?;
-    kubectl_ok(plane.kubectl().args([
+    let rolled_out = kubectl_ok(plane.kubectl().args([
         "rollout",
         "status",
         "deployment/crate-operator",
         "--namespace",
         INSTALL_NAMESPACE,
         "--timeout=180s",
-    ]))?;
+    ]));
+    if let Err(e) = rolled_out {
+        let said = |args: &[&str]| {
+            plane
+                .kubectl()
+                .args(args)
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout).into_owned()
+                        + &String::from_utf8_lossy(&o.stderr)
+                })
+                .unwrap_or_default()
+        };
+        return Err(std::io::Error::other(format!(
+            "{e}\n{}\n{}\n{}",
+            said(&["get", "pods", "-A", "-o", "wide"]),
+            said(&["describe", "pods", "-n", INSTALL_NAMESPACE]),
+            said(&[
+                "logs",
+                "-n",
+                INSTALL_NAMESPACE,
+                "-l",
+                "app.kubernetes.io/component=manager",
+                "--tail=-1",
+                "--prefix"
+            ])
+            .lines()
+            .filter(|l| !l.contains("leases/crate-operator"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        )));
+    }
     Ok(())
 }
 

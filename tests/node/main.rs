@@ -3,8 +3,8 @@
 //!
 //! What only a real node can show: the init container copies the binary out of the loader image
 //! and the runner image runs it; the process is user 65532 with no capabilities on a read-only
-//! root; the memory limit and the Job's deadline are enforced; `kubectl logs` works per crate; the
-//! token is a file of the main container only. See `harness` for how the node is set up and how
+//! root; the memory limit, the volumes' size limits and the Job's deadline are enforced;
+//! `kubectl logs` works per crate; the token is a file of the main container only. See `harness` for how the node is set up and how
 //! the host is left as it was (`tests/node_host.rs` checks that).
 //!
 //! Needs root, containerd, runc and the CNI plugins (`.ci/run` installs them); the first run
@@ -113,6 +113,38 @@ impl Fixture {
             s.status_text == "Failed" && condition_reason(s, "Ready") == Some(reason)
         })
         .await
+    }
+
+    /// Waits until `name` failed permanently for `reason`, after one try; returns the `Stalled`
+    /// condition's message.
+    async fn wait_stalled(&self, name: &str, reason: &str) -> String {
+        let status = self.wait_failed(name, reason).await;
+        let stalled = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .expect("Stalled");
+        assert_eq!(stalled.status, "True", "permanent: not retried");
+        assert_eq!(status.failures, Some(1), "tried once");
+        stalled.message.clone()
+    }
+
+    /// A crate whose loader is kept running by a server that never answers; returns once the
+    /// loader has connected to it.
+    async fn stalled_load(&self, name: &str) -> Tarpit {
+        let tarpit = Tarpit::start_on(bridge()).expect("tarpit");
+        let url = format!("git://{}/{name}.git", tarpit.addr());
+        self.create(name, &url, |_| {}).await;
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while tarpit.connections() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the loader never connected:\n{}",
+                self.pod_summary().await
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        tarpit
     }
 
     async fn pod_summary(&self) -> String {
@@ -287,6 +319,18 @@ stringData: {{TOKEN: {TOKEN}}}
         .expect("logs")
         .stdout,
     );
+    visible.push(
+        kubectl_ok(cluster().plane.kubectl().args([
+            "logs",
+            "-n",
+            INSTALL_NAMESPACE,
+            "-l",
+            "app.kubernetes.io/component=manager",
+            "--all-containers",
+        ]))
+        .expect("manager logs")
+        .stdout,
+    );
     for text in visible {
         assert!(!text.contains(TOKEN), "the token leaked:\n{text}");
     }
@@ -335,23 +379,10 @@ fn status_field<'a>(status: &'a str, field: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_loader_runs_as_65532_without_capabilities_on_a_read_only_root() {
     let fx = Fixture::new("identity").await;
-    // A server that never answers keeps the loader (and its fetch worker) running.
-    let tarpit = Tarpit::start_on(bridge()).expect("tarpit");
-    let url = format!("git://{}/stalled.git", tarpit.addr());
-    fx.create("stalled", &url, |_| {}).await;
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let processes = loop {
-        let found = loader_processes();
-        // The loader and its fetch worker.
-        if found.len() >= 2 && tarpit.connections() > 0 {
-            break found;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no loader process appeared"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let _tarpit = fx.stalled_load("stalled").await;
+    // The loader and its fetch worker (which made the connection).
+    let processes = loader_processes();
+    assert!(processes.len() >= 2, "{processes:?}");
     for (pid, status) in &processes {
         assert_eq!(
             status_field(status, "Uid:"),
@@ -399,15 +430,38 @@ async fn a_fetch_that_needs_more_memory_than_the_pod_has_is_a_permanent_limit() 
         .expect("daemon");
     fx.create("hungry", &daemon.url("/hungry.git"), |_| {})
         .await;
-    let status = fx.wait_failed("hungry", "LimitExceeded").await;
-    let stalled = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Stalled")
-        .expect("Stalled");
-    assert_eq!(stalled.status, "True", "permanent: not retried");
-    assert!(stalled.message.contains("memory"), "{}", stalled.message);
-    assert_eq!(status.failures, Some(1), "tried once");
+    let stalled = fx.wait_stalled("hungry", "LimitExceeded").await;
+    assert!(stalled.contains("memory"), "{stalled}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_loader_pod_that_fills_a_volume_past_its_size_limit_is_evicted_as_a_permanent_limit() {
+    let fx = Fixture::new("evicted").await;
+    // The loader itself never gets that far: the manager refuses a work volume smaller than the
+    // transfer budget, so the loader stops with LimitExceeded first. The kubelet's eviction is
+    // the backstop for what escapes the budget; here the test fills the volume for it, from the
+    // node's side, while the loader waits on a server that never answers.
+    let _tarpit = fx.stalled_load("full").await;
+    let uid = fx
+        .pods
+        .list(&ListParams::default().labels("xlscsde.nhs.uk/crate=full"))
+        .await
+        .expect("pods")
+        .items
+        .pop()
+        .and_then(|p| p.metadata.uid)
+        .expect("the loader pod");
+    let tmp = cluster().node.dir().join(format!(
+        "kubelet/pods/{uid}/volumes/kubernetes.io~empty-dir/tmp"
+    ));
+    // 80 MiB of written (not sparse) data in the 64Mi `tmp` volume.
+    std::fs::write(tmp.join("filler"), vec![1u8; 80 << 20]).expect("fill the tmp volume");
+
+    let stalled = fx.wait_stalled("full", "LimitExceeded").await;
+    assert!(
+        stalled.contains("sizeLimit") && stalled.contains("\"tmp\""),
+        "{stalled}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -37,7 +37,13 @@ pub struct Options {
     /// An audit policy (YAML, `audit.k8s.io/v1` `Policy`). When set, kube-apiserver writes the
     /// audit events it selects as JSON lines to [`ControlPlane::audit_log`].
     pub audit_policy: Option<String>,
+    /// Also run the Deployment and ReplicaSet controllers, so that an install's Deployment makes
+    /// Pods (for a control plane with a real node, `node`).
+    pub workloads: bool,
 }
+
+/// The Deployment's controllers, for [`Options::workloads`].
+const WORKLOAD_CONTROLLERS: &[&str] = &["deployment-controller", "replicaset-controller"];
 
 /// A running control plane. Dropping it stops every process and removes its files.
 pub struct ControlPlane {
@@ -58,9 +64,14 @@ impl ControlPlane {
     /// The control plane shared by every test of this test binary, started on first use.
     /// It stops when the test process exits.
     pub fn shared() -> Result<&'static ControlPlane> {
+        Self::shared_with(&Options::default())
+    }
+
+    /// Like [`ControlPlane::shared`], started with `options` by the first caller.
+    pub fn shared_with(options: &Options) -> Result<&'static ControlPlane> {
         static SHARED: OnceLock<std::result::Result<ControlPlane, String>> = OnceLock::new();
         SHARED
-            .get_or_init(|| ControlPlane::start_kept().map_err(|e| e.to_string()))
+            .get_or_init(|| ControlPlane::start_kept(options).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| error(format!("the shared control plane failed to start: {e}")))
     }
@@ -84,13 +95,13 @@ impl ControlPlane {
 
     /// Like [`ControlPlane::start`], but the directory is removed by etcd's guard when the test
     /// process exits (a static is never dropped).
-    fn start_kept() -> Result<ControlPlane> {
+    fn start_kept(options: &Options) -> Result<ControlPlane> {
         let dir = tempfile::Builder::new()
             .prefix("crate-operator-e2e-")
             .tempdir()
             .map_err(|e| error(format!("failed to make a directory: {e}")))?
             .keep();
-        Self::start_in(dir, true, &Options::default())
+        Self::start_in(dir, true, options)
     }
 
     fn start_in(dir: PathBuf, cleanup_on_exit: bool, options: &Options) -> Result<ControlPlane> {
@@ -128,7 +139,13 @@ impl ControlPlane {
         write_kubeconfig(&kubeconfig, &server_url, &pki)?;
 
         let mut plane = ControlPlane {
-            controller_manager: start_controller_manager(&bin_dir, &dir, &kubeconfig, &pki)?,
+            controller_manager: start_controller_manager(
+                &bin_dir,
+                &dir,
+                &kubeconfig,
+                &pki,
+                options.workloads,
+            )?,
             apiserver,
             etcd,
             server_url,
@@ -364,13 +381,18 @@ fn start_controller_manager(
     dir: &Path,
     kubeconfig: &Path,
     pki: &Pki,
+    workloads: bool,
 ) -> Result<Guarded> {
+    let mut controllers = CONTROLLERS.to_vec();
+    if workloads {
+        controllers.extend_from_slice(WORKLOAD_CONTROLLERS);
+    }
     let args = vec![
         format!("--kubeconfig={}", kubeconfig.display()),
         // No HTTPS endpoint: nothing scrapes it, and it would need another free port.
         "--secure-port=0".to_owned(),
         "--leader-elect=false".to_owned(),
-        format!("--controllers={}", CONTROLLERS.join(",")),
+        format!("--controllers={}", controllers.join(",")),
         format!("--root-ca-file={}", pki.ca_cert.display()),
         format!(
             "--service-account-private-key-file={}",

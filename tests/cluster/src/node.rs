@@ -79,7 +79,7 @@ impl Node {
     pub fn start(plane: &ControlPlane) -> Result<Node> {
         require_root()?;
         let bin = binaries()?;
-        janitor::clean_leftovers()?;
+        Node::wait_for_earlier_nodes()?;
         let run = tempfile::Builder::new()
             .prefix(janitor::RUN_DIR_PREFIX)
             .tempdir()
@@ -126,6 +126,14 @@ impl Node {
         node.import(&oci::pause_image(&node.run, &bin.join("pause"))?)?;
         node.wait_until_ready(plane)?;
         Ok(node)
+    }
+
+    /// Waits for the janitor of a node that just stopped (in this process or one that ended) to
+    /// finish, and cleans up after one that was killed. [`Node::start`] does this itself; a test
+    /// that compares the host before and after a node calls it before its first look.
+    pub fn wait_for_earlier_nodes() -> Result<()> {
+        require_root()?;
+        janitor::clean_leftovers()
     }
 
     /// Where the node's files and logs are.
