@@ -61,6 +61,16 @@ pub struct ControllerArgs {
         env = "CRATE_OPERATOR_MAX_RUNNING_LOADS_PER_NAMESPACE"
     )]
     pub max_running_loads_per_namespace: usize,
+    /// Most crates reconciled at once (at least 1). Each reconcile makes a few API requests; a
+    /// bound keeps a start with thousands of crates within the apiserver's fairness limits
+    /// instead of drawing 429 answers.
+    #[arg(
+        long,
+        default_value_t = 8,
+        value_parser = at_least_one,
+        env = "CRATE_OPERATOR_MAX_CONCURRENT_RECONCILES"
+    )]
+    pub max_concurrent_reconciles: usize,
     /// The administrator provides the loader's ServiceAccount, Role, RoleBinding and
     /// NetworkPolicy in each crate namespace; the manager does not apply them.
     #[arg(long, env = "CRATE_OPERATOR_EXTERNAL_LOADER_RBAC")]
@@ -181,6 +191,7 @@ impl RunArgs {
             manage_loader_namespaces: !self.controller.external_loader_rbac,
             max_running: self.controller.max_running_loads,
             max_running_per_namespace: self.controller.max_running_loads_per_namespace,
+            max_concurrent_reconciles: self.controller.max_concurrent_reconciles,
         }
     }
 }

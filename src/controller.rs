@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -39,6 +39,7 @@ use crate::metrics::{ErrorLabels, Metrics, OutcomeLabels};
 use crate::observe;
 use crate::status::{self, Progress};
 
+mod cached;
 mod drift;
 mod listed;
 mod pending;
@@ -68,6 +69,7 @@ pub struct Settings {
     pub manage_loader_namespaces: bool,
     pub max_running: usize,
     pub max_running_per_namespace: usize,
+    pub max_concurrent_reconciles: usize,
 }
 
 #[derive(Debug, Error)]
@@ -115,12 +117,8 @@ pub struct Context {
     pub settings: Settings,
     /// Every loader Job the manager can see (label-selected watch).
     pub jobs: Store<Job>,
-    /// Identifies this manager process, for the resync-on-first-sight trigger.
-    pub session: String,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    /// Crates (by uid) with a load finished since this process started.
-    loaded: Mutex<HashSet<String>>,
     /// Per namespace, whether its loader resources were applied since this process started.
     /// One cell per namespace, so concurrent reconciles there apply them once, not each.
     prepared: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
@@ -148,10 +146,8 @@ impl Context {
             client,
             settings,
             jobs,
-            session: random_session(),
             recorder,
             metrics,
-            loaded: Mutex::default(),
             prepared: Mutex::default(),
             waiting: Mutex::default(),
             wake,
@@ -209,16 +205,6 @@ impl Context {
     }
 }
 
-/// A random id for this process, so a resync trigger of one process never names the Job of
-/// another (two processes can start in the same second).
-fn random_session() -> String {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    // std's hasher keys are random per process; hashing the time adds a little more.
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_i128(Timestamp::now().as_nanosecond());
-    format!("{:016x}", hasher.finish())
-}
-
 /// Reconciles one crate (see the module docs).
 pub async fn reconcile(ac: Arc<AnalyticsCrate>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -273,11 +259,6 @@ async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, E
         .ok()
         .and_then(|v| v.interval)
         .map(Interval::duration);
-    let loaded_this_session = ctx
-        .loaded
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .contains(&uid);
     let observation = Observation {
         generation,
         spec_error: spec_error.as_deref(),
@@ -291,8 +272,6 @@ async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, E
         status: &prev,
         stalled: status::is_stalled(&prev),
         jobs: &views,
-        loaded_this_session,
-        session: &ctx.session,
         now: Timestamp::now(),
     };
 
@@ -373,10 +352,6 @@ async fn act(
             };
             record_outcome(ctx, ac, job, &result).await;
             ctx.wake_waiting();
-            ctx.loaded
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(uid.to_owned());
             let progress = Progress::Finished {
                 job,
                 trigger,
@@ -490,8 +465,8 @@ async fn start(
     if running.contains_key(&name) {
         return Ok((loading(), Action::await_change()));
     }
-    // One Job at a time per crate: one started a moment ago for another trigger (say a resync
-    // and a reload at once) is not in the watch cache yet, but it is running.
+    // One Job at a time per crate: one started a moment ago for another trigger (say a spec
+    // change and a reload at once) is not in the watch cache yet, but it is running.
     if let Some((job, started)) = starting.iter().find(|(_, s)| s.crate_uid == uid) {
         let loading = Started::Loading {
             job: job.clone(),
@@ -860,19 +835,23 @@ pub async fn run(
         watcher::Config::default().labels(&loader_job_selector()),
     )
     .default_backoff()
+    .modify(cached::trim_job)
     .reflect(job_writer)
     .inspect_ok(listings.watch())
     .touched_objects();
     let (crate_store, crate_writer) = reflector::store();
     let crate_events = watcher(crates, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(cached::trim_crate)
         .reflect(crate_writer)
         .inspect_ok(listings.watch())
         .applied_objects();
+    let concurrency = u16::try_from(settings.max_concurrent_reconciles).unwrap_or(u16::MAX);
     let ctx = Arc::new(Context::new(client, settings, job_store, recorder, metrics));
     let woken = ctx.take_woken();
-    let controller =
-        Controller::for_stream(crate_events, crate_store.clone()).owns_stream(job_events);
+    let controller = Controller::for_stream(crate_events, crate_store.clone())
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .owns_stream(job_events);
     let controller = match woken {
         Some(woken) => controller.reconcile_on(woken),
         None => controller,

@@ -1,15 +1,18 @@
 //! Decide: the pure heart of a reconcile.
 //!
-//! Given what was observed about one crate — its spec and status, its loader Jobs, whether this
-//! manager has loaded it since it started, and the time — say what to do next. No client and no
-//! clock: everything arrives as input, so every branch is unit-tested.
+//! Given what was observed about one crate — its spec and status, its loader Jobs and the time —
+//! say what to do next. No client and no clock: everything arrives as input, so every branch is
+//! unit-tested. Nothing here depends on the manager process: every due time (interval, retry)
+//! is computed from the crate's status, so a restart or a leader hand-over continues where the
+//! last manager left off and starts no load for a crate that is up to date.
 //!
 //! Loads are identified by a *trigger*: the reason for the load, as a stable string. The Job for
 //! a trigger has a name derived from it, so a retry of the same reconcile, or a second replica,
 //! finds the existing Job instead of creating a duplicate. Triggers, most urgent first:
 //! `generation:<g>` (new or changed spec), `reload:<annotation value>` (forced reload),
-//! `retry:<g>:<n>` (transient failure, after backoff), `resync:<session>` (first sight by this
-//! manager process, e.g. after a restart) and `interval:<last load>` (periodic check). A trigger
+//! `retry:<g>:<n>` (transient failure, after backoff) and `interval:<last load>` (periodic
+//! check). Each stays due until a finished load is recorded in the status, so a Job lost while
+//! no manager ran is started again. A trigger
 //! can come round again (a retry after a later failure, a reload value used twice); the Job name
 //! also covers the crate's last load time (`job::build`), so no two loads share a name while
 //! the older Job is kept for its logs.
@@ -60,10 +63,6 @@ pub struct Observation<'a> {
     /// Whether the last recorded load failed permanently (the Stalled condition).
     pub stalled: bool,
     pub jobs: &'a [LoaderJob],
-    /// Whether a load of this crate finished since this manager process started.
-    pub loaded_this_session: bool,
-    /// Identifies this manager process (its start time), for the resync trigger.
-    pub session: &'a str,
     pub now: Timestamp,
 }
 
@@ -168,9 +167,6 @@ fn wanted_trigger(o: &Observation<'_>) -> Wanted {
             None => return Wanted::Now(format!("retry:{}:{failures}", o.generation)),
             Some(wait) => wake = Some(wait),
         }
-    }
-    if !o.loaded_this_session {
-        return Wanted::Now(format!("resync:{}", o.session));
     }
     if let (Some(interval), Some(last)) = (o.interval, last_load) {
         match until(o.now, last + interval + o.jitter) {

@@ -623,6 +623,7 @@ fn settings() -> Settings {
         manage_loader_namespaces: true,
         max_running: 10,
         max_running_per_namespace: 3,
+        max_concurrent_reconciles: 8,
     }
 }
 
@@ -1006,8 +1007,11 @@ async fn the_loader_namespace_resources_are_applied_once_per_namespace_and_a_job
 #[tokio::test]
 async fn a_reload_asked_for_while_a_just_started_job_is_not_yet_watched_waits_for_that_job() {
     let mut h = Harness::new();
-    // Loaded by an earlier manager process: this one starts a resync Job on first sight.
-    let ac = crate_fixture().status(ready_status(1)).build();
+    // A changed spec starts a Job.
+    let ac = crate_fixture()
+        .generation(2)
+        .status(ready_status(1))
+        .build();
     let mut steps = start_steps(true);
     steps.push(patch_status(&ac));
     let first = h.reconcile(&ac, steps).await;
@@ -1146,7 +1150,7 @@ async fn a_success_clears_earlier_failures() {
 
 #[tokio::test]
 
-async fn an_unchanged_crate_already_loaded_this_session_makes_no_requests() {
+async fn an_unchanged_crate_just_loaded_makes_no_requests() {
     let mut h = Harness::new();
     let ac = crate_fixture()
         .status(loading_status("generation:1"))
@@ -1194,35 +1198,29 @@ async fn an_unchanged_crate_that_settled_after_its_load_makes_no_requests() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn first_sight_after_a_restart_starts_a_resync_job_with_the_last_commit() {
+async fn first_sight_of_an_up_to_date_crate_after_a_restart_makes_no_requests() {
+    // A fresh harness is a manager that has just started: the crate was loaded by another.
     let mut h = Harness::new();
     let ac = crate_fixture().status(ready_status(1)).build();
-    let mut steps = start_steps(true);
-    steps.push(patch_status(&ac));
-    let out = h.reconcile(&ac, steps).await;
-
+    let out = h.reconcile(&ac, Vec::new()).await;
     assert_eq!(out.action(), Action::await_change());
-    let trigger = format!("resync:{}", h.ctx.session);
-    let created = out.created_job();
-    assert_eq!(
-        created.name_any(),
-        job::job_name(NAME, UID, &trigger, job::last_load_second(&ac))
-    );
-    assert_eq!(created.annotations()[ANNOTATION_TRIGGER], trigger);
-    assert_owned_by_crate(&created, &ac);
+    assert_eq!(h.ctx.metrics.jobs_started.get(), 0);
+}
+
+#[tokio::test]
+async fn first_sight_after_a_restart_continues_the_interval_from_the_status() {
+    let mut h = Harness::new();
+    let mut ac = crate_fixture().status(ready_status(1)).build();
+    ac.spec.interval = Some("2h".to_owned());
+    let out = h.reconcile(&ac, Vec::new()).await;
+    assert_eq!(h.ctx.metrics.jobs_started.get(), 0);
+    // Loaded an hour ago (ready_status): the next load is due in an hour plus the crate's
+    // jitter (at most a tenth of the interval), not now.
+    let wait = requeue_after(&out.action()).expect("a requeue for the next interval");
     assert!(
-        main_args(&created).contains(&format!("--last-commit={COMMIT}")),
-        "{:?}",
-        main_args(&created)
+        wait > Duration::from_secs(3590) && wait <= Duration::from_secs(3600 + 720),
+        "{wait:?}"
     );
-    let status = out.status();
-    assert_eq!(status.status_text, "Loading");
-    assert_eq!(status.last_job, Some(created.name_any()));
-    // The datasource still reflects the crate while the resync runs.
-    assert_condition(&status, "Ready", "True", "Loaded", 1);
-    assert_condition(&status, "Reconciling", "True", "Loading", 1);
-    assert_eq!(status.commit_id.as_deref(), Some(COMMIT));
-    assert_eq!(status.observed_generation, Some(1));
 }
 
 #[tokio::test]
@@ -2134,7 +2132,7 @@ async fn a_reload_request_starts_a_reload_job_and_is_handled_once() {
         .build();
     let trigger = format!("reload:{RELOAD_AT}");
 
-    // The request: a reload Job (it wins over the resync of a fresh manager).
+    // The request: a reload Job.
     let mut steps = start_steps(true);
     steps.push(patch_status(&ac));
     let started = h.reconcile(&ac, steps).await;

@@ -66,11 +66,3 @@ fn a_quota_change_wakes_only_the_crates_of_its_namespace_that_a_quota_holds_back
         .collect();
     assert_eq!(woken, ["held"]);
 }
-
-#[test]
-fn two_manager_processes_started_in_the_same_second_have_different_sessions() {
-    // The resync trigger was keyed by the start second, so two replicas (or a quick restart)
-    // named their resync Jobs alike.
-    let sessions: HashSet<String> = (0..50).map(|_| random_session()).collect();
-    assert_eq!(sessions.len(), 50);
-}

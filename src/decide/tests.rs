@@ -34,7 +34,7 @@ fn job(name: &str, trigger: &str, created: i64, state: JobState) -> LoaderJob {
     }
 }
 
-/// A crate at generation 1 whose last load (job `j1`, at t=0) succeeded in this session.
+/// A crate at generation 1 whose last load (job `j1`, at t=0) succeeded.
 struct Given {
     generation: i64,
     spec_error: Option<String>,
@@ -44,7 +44,6 @@ struct Given {
     status: AnalyticsCrateStatus,
     stalled: bool,
     jobs: Vec<LoaderJob>,
-    loaded_this_session: bool,
     now: Timestamp,
 }
 
@@ -65,14 +64,12 @@ impl Given {
             },
             stalled: false,
             jobs: vec![],
-            loaded_this_session: true,
             now: at(100),
         }
     }
     fn new_crate() -> Given {
         Given {
             status: AnalyticsCrateStatus::default(),
-            loaded_this_session: false,
             ..Given::loaded_crate()
         }
     }
@@ -87,8 +84,6 @@ impl Given {
             status: &self.status,
             stalled: self.stalled,
             jobs: &self.jobs,
-            loaded_this_session: self.loaded_this_session,
-            session: "s1",
             now: self.now,
         })
     }
@@ -116,7 +111,8 @@ fn a_changed_spec_is_loaded_from_the_last_commit() {
 }
 
 #[test]
-fn an_unchanged_crate_loaded_this_session_stays_idle() {
+fn an_unchanged_loaded_crate_stays_idle_whichever_manager_loaded_it() {
+    // Nothing about the manager process is an input: a restart sees exactly this.
     assert_eq!(
         Given::loaded_crate().decide(),
         Decision::Idle { wake_after: None }
@@ -124,12 +120,19 @@ fn an_unchanged_crate_loaded_this_session_stays_idle() {
 }
 
 #[test]
-fn a_crate_first_seen_after_a_restart_is_resynced_once() {
+fn after_a_restart_the_next_interval_load_is_due_from_the_last_load_in_the_status() {
     let given = Given {
-        loaded_this_session: false,
+        interval: Some(Duration::from_secs(3600)),
+        now: at(1000),
         ..Given::loaded_crate()
     };
-    assert_eq!(given.decide(), start("resync:s1", Some("c0ffee")));
+    // Last load at t=0, interval 1 h, jitter 5 s: due at 3605 s, whenever the manager started.
+    assert_eq!(
+        given.decide(),
+        Decision::Idle {
+            wake_after: Some(Duration::from_secs(2605))
+        }
+    );
 }
 
 #[test]

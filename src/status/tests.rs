@@ -218,7 +218,7 @@ fn a_condition_keeps_its_transition_time_while_its_status_holds() {
         1,
         &Progress::Finished {
             job: "j2",
-            trigger: "resync:s",
+            trigger: "interval:0",
             generation: 1,
             result: &later,
             at: at(50),

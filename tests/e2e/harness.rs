@@ -11,7 +11,7 @@ use std::time::Duration;
 
 pub use crate_test_cluster::operator::{INSTALL_NAMESPACE, Manager, Output, kubectl_ok};
 use crate_test_cluster::operator::{Install, ManagerSpec, kubectl_with_input, loader_kubelet};
-use crate_test_cluster::{ControlPlane, Kubelet};
+use crate_test_cluster::{ControlPlane, Kubelet, free_port};
 use kube::api::Api;
 use kube::runtime::wait::{Condition, await_condition};
 
@@ -136,6 +136,8 @@ fn start_manager(namespace: &str, identity: &str) -> Manager {
         // does not lose its Lease when the shared 2-core CI machine is busy.
         args: vec!["--lease-duration=8s".to_owned()],
         log_filter: "info,crate_operator=debug".to_owned(),
+        // A known port, so a test can read its metrics.
+        listen_addr: std::net::SocketAddr::from(([127, 0, 0, 1], free_port().expect("a port"))),
         ..ManagerSpec::new(
             Path::new(env!("CARGO_BIN_EXE_crate-operator")),
             &cluster.install,

@@ -10,6 +10,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
 use crate::harness::{PATIENCE, cluster, wait_for, wait_for_deletion};
 use crate::{Fixture, condition};
+use crate_test_cluster::operator::metric;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_a_crate_garbage_collects_its_datasource_and_jobs() {
@@ -52,6 +53,42 @@ async fn a_manager_restart_mid_load_neither_loses_nor_duplicates_the_load() {
         "the restarted manager started no second load"
     );
     assert_eq!(kubelet.runs(&fx.ns.name).len(), 1, "{}", fx.context());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manager_restart_starts_no_load_for_an_up_to_date_crate() {
+    let mut fx = Fixture::new("resume").await;
+    fx.create_crate("omop", |_| {}).await;
+    fx.wait_ready_at("omop", &fx.head()).await;
+
+    fx.managers.pop().expect("manager").stop();
+    fx.start_manager("m1");
+    let restarted = fx.managers.last().expect("the new manager");
+    // Its metrics say when it has reconciled the crate (the only one it watches).
+    let metric = |name: &str| {
+        restarted
+            .get("/metrics")
+            .ok()
+            .and_then(|(_, body)| metric(&body, name))
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while metric("crate_operator_reconciles_total").unwrap_or(0.0) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the new manager never reconciled:\n{}",
+            fx.context()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        metric("crate_operator_loader_jobs_started_total"),
+        Some(0.0),
+        "{}",
+        fx.context()
+    );
+    assert_eq!(fx.job_names().await.len(), 1, "{}", fx.context());
+    let status = fx.crates.get("omop").await.expect("crate").status;
+    assert_eq!(status.map(|s| s.status_text).as_deref(), Some("Ready"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -62,6 +62,9 @@ pub struct KubeletConfig {
     pub selector: String,
     /// How many Pods run at once; more wait (Pending) for a free slot.
     pub max_parallel: usize,
+    /// Where the Pods' directories go: the control plane's directory, which its guard removes
+    /// when the test process exits (a stand-in kept in a static is never dropped).
+    pub parent_dir: PathBuf,
 }
 
 /// One Pod the stand-in ran to the end.
@@ -106,9 +109,12 @@ impl Kubelet {
             loader_binary,
             selector,
             max_parallel,
+            parent_dir,
         } = config;
         let loader_binary = utf8(loader_binary)?;
-        let dir = tempfile::Builder::new().prefix("kubelet-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("kubelet-")
+            .tempdir_in(parent_dir)?;
         // Host paths replace container paths inside argument strings, so they must be text.
         let root = PathBuf::from(utf8(dir.path().to_path_buf())?);
         let runtime = tokio::runtime::Builder::new_multi_thread()

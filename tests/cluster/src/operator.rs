@@ -198,6 +198,7 @@ pub fn loader_kubelet(
         loader_binary: loader,
         selector: LOADER_SELECTOR.to_owned(),
         max_parallel,
+        parent_dir: plane.dir().to_owned(),
     })
 }
 
