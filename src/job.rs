@@ -1,4 +1,5 @@
-//! The loader Job: one throw-away, unprivileged, resource-capped Pod per crate load (design §4).
+//! The loader Job: one throw-away, unprivileged, resource-capped Pod per crate load (see
+//! `ARCHITECTURE.md`).
 //!
 //! Where this sits in the flow: observe → decide → **act** → report. When the controller has
 //! decided a crate needs loading, its "act" step calls [`build`] and creates the result (a

@@ -1,6 +1,6 @@
 //! The per-namespace objects a loader Job needs before it can run: its ServiceAccount, the Role
 //! and RoleBinding that let it apply exactly one kind of object, and the NetworkPolicy that fences
-//! its untrusted git work in (design §4).
+//! its untrusted git work in (`ARCHITECTURE.md`).
 //!
 //! Where this sits in the flow: observe → decide → **act** → report. In its "act" step the
 //! controller ensures these objects exist in a crate's namespace (server-side apply) before it

@@ -1,7 +1,7 @@
 //! `AnalyticsCrate` (`xlscsde.nhs.uk/v1`): a git repository holding one RO-Crate.
 //!
 //! Field names, defaults, short names and categories match the upstream CRD so existing manifests
-//! keep working (design §2). Status is minimal here; the manager extends it.
+//! keep working (the README's drop-in promise). Status is minimal here; the manager extends it.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
@@ -119,7 +119,7 @@ pub struct RepoSpec {
 }
 
 /// Observed state of an `AnalyticsCrate`. The first three fields are upstream's; the rest are
-/// this operator's, in the Kubernetes style (design §5).
+/// this operator's, in the Kubernetes style.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalyticsCrateStatus {

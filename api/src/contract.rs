@@ -1,5 +1,5 @@
-//! The contract between the manager and the loader Job (design §4): the names both sides use on
-//! objects, and the result summary the loader leaves in its termination message.
+//! The contract between the manager and the loader Job (`ARCHITECTURE.md`): the names both
+//! sides use on objects, and the result summary the loader leaves in its termination message.
 //!
 //! The manager maps [`Outcome`]s to status conditions and to the Job's `podFailurePolicy`
 //! (permanent exit codes fail the Job at once; transient ones are retried), so every outcome has

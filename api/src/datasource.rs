@@ -2,7 +2,8 @@
 //!
 //! Every optional field is skipped when unset: the loader server-side-applies this type, and a
 //! field that is serialised is a field the loader claims. `connections` and `approvals` belong to
-//! people and other controllers, so the loader always leaves them `None` (design §2).
+//! people and other controllers, so the loader always leaves them `None` (see the
+//! invariants in `ARCHITECTURE.md`).
 
 use kube::CustomResource;
 use schemars::JsonSchema;

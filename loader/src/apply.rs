@@ -1,4 +1,5 @@
-//! Apply: the in-Job step that writes the datasource with server-side apply (design §2).
+//! Apply: the in-Job step that writes the datasource with server-side apply (see the invariants
+//! in `ARCHITECTURE.md`).
 //!
 //! Last step of the flow. Before fetching, [`inspect`] reads the existing datasource once to
 //! decide ownership (ours, adoptable from the old operator, or a conflict) and whether the last

@@ -1,5 +1,5 @@
 //! Step 4 of the flow (only for crates without errors): the entity graph → the
-//! `AnalyticsDataSourceSpec` fields the loader owns (design §3 "Mapping").
+//! `AnalyticsDataSourceSpec` fields the loader owns (README, "Validation and mapping").
 //!
 //! Pure and silent: every way a value can be missing or odd is already reported by `validate`,
 //! which shares [`choose_project`] with this module so the two never disagree. Markup in names,

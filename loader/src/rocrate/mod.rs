@@ -1,4 +1,4 @@
-//! RO-Crate metadata: parse the JSON-LD, validate it (design §3) and map it to an
+//! RO-Crate metadata: parse the JSON-LD, validate it and map it to an
 //! `AnalyticsDataSourceSpec`. Pure: no I/O, no git, no Kubernetes.
 //!
 //! Flow, one module per step:

@@ -1,4 +1,5 @@
-//! Step 3 of the flow: the soft rules of design §3, run over the graph `graph::build` produced.
+//! Step 3 of the flow: the soft rules (README, "Validation and mapping"), run over the graph
+//! `graph::build` produced.
 //! Everything here is a warning: real crates are messy, and a crate with warnings is still
 //! published, with the warnings listed next to it. Checks that need the root run only when the
 //! root was found; the rest run regardless, so a failing crate's report is complete.
