@@ -61,9 +61,9 @@ pub struct ControllerArgs {
         env = "CRATE_OPERATOR_MAX_RUNNING_LOADS_PER_NAMESPACE"
     )]
     pub max_running_loads_per_namespace: usize,
-    /// Most crates reconciled at once (at least 1). Each reconcile makes a few API requests; a
-    /// bound keeps a start with thousands of crates within the apiserver's fairness limits
-    /// instead of drawing 429 answers.
+    /// Most crates reconciled at once (at least 1). Each reconcile makes a few API requests, so
+    /// this bounds how many the manager has in flight when thousands of crates need a look at
+    /// once (at a start, or after a resync of its watches).
     #[arg(
         long,
         default_value_t = 8,
