@@ -3,6 +3,7 @@
 //! [`Settings`].
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -71,6 +72,11 @@ pub struct ControllerArgs {
         env = "CRATE_OPERATOR_MAX_CONCURRENT_RECONCILES"
     )]
     pub max_concurrent_reconciles: usize,
+    /// Most API requests the controller sends per second (at least 1): a ceiling that keeps a
+    /// start with thousands of crates from crowding the apiserver. Lease renewals do not count
+    /// against it.
+    #[arg(long, default_value = "100", env = "CRATE_OPERATOR_API_QPS")]
+    pub api_qps: NonZeroU32,
     /// The administrator provides the loader's ServiceAccount, Role, RoleBinding and
     /// NetworkPolicy in each crate namespace; the manager does not apply them.
     #[arg(long, env = "CRATE_OPERATOR_EXTERNAL_LOADER_RBAC")]
@@ -142,8 +148,10 @@ pub struct ElectionArgs {
     /// This replica's identity in the Lease (its Pod name).
     #[arg(long, env = "POD_NAME")]
     pub lease_holder: Option<String>,
-    /// How long a Lease stays valid without renewal: the longest hand-over after a crash.
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, env = "CRATE_OPERATOR_LEASE_DURATION")]
+    /// How long a Lease stays valid without renewal (at least 3s): a standby takes over at most
+    /// this long (plus a fifth) after the leader crashed; a leader that could not renew stops
+    /// writing a third of it before.
+    #[arg(long, default_value = "15s", value_parser = lease_duration, env = "CRATE_OPERATOR_LEASE_DURATION")]
     pub lease_duration: Duration,
 }
 
@@ -152,6 +160,17 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(0) => Err("0 would never start a load; give at least 1".to_owned()),
         Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Below 3 s the renewals (every third of it) would crowd out everything else.
+fn lease_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d < Duration::from_secs(3) => {
+            Err("a Lease shorter than 3s would be renewed more often than once a second".to_owned())
+        }
+        Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -205,5 +224,12 @@ mod tests {
         assert_eq!(at_least_one("3"), Ok(3));
         assert!(at_least_one("0").is_err_and(|e| e.contains("never start a load")));
         assert!(at_least_one("-1").is_err());
+    }
+
+    #[test]
+    fn a_lease_shorter_than_three_seconds_is_refused_at_start() {
+        assert_eq!(lease_duration("8s"), Ok(Duration::from_secs(8)));
+        assert!(lease_duration("2s").is_err_and(|e| e.contains("shorter than 3s")));
+        assert!(lease_duration("soon").is_err());
     }
 }

@@ -8,7 +8,9 @@ pub mod decide;
 pub mod status;
 
 pub mod args;
+pub mod client;
 pub mod controller;
+pub mod fence;
 pub mod job;
 pub mod leader;
 pub mod loader_namespace;

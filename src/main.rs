@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use crate_operator::args::{Format, LogArgs, RunArgs};
+use crate_operator::fence::Fence;
 use crate_operator::metrics::Metrics;
 use crate_operator::server::{self, Health};
-use crate_operator::{controller, leader};
+use crate_operator::{client, controller, leader};
 use crate_operator_api::{AnalyticsCrate, AnalyticsDataSource};
 use kube::CustomResourceExt as _;
 use kube::runtime::events::{Recorder, Reporter};
@@ -83,9 +84,18 @@ fn init_logging(args: &LogArgs) {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = args.settings();
     settings.job.validate().context("invalid loader settings")?;
-    let client = kube::Client::try_default()
-        .await
-        .context("failed to configure the Kubernetes client")?;
+    let identity = args
+        .election
+        .lease_holder
+        .clone()
+        .unwrap_or_else(|| format!("crate-operator-{}", std::process::id()));
+    // Without election this is the only replica, and nothing needs fencing.
+    let fence = if args.election.leader_election {
+        Fence::closed()
+    } else {
+        Fence::unfenced()
+    };
+    let clients = client::build(&identity, args.controller.api_qps, fence.clone()).await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
 
@@ -107,36 +117,32 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
 
-    let identity = args
-        .election
-        .lease_holder
-        .clone()
-        .unwrap_or_else(|| format!("crate-operator-{}", std::process::id()));
     let mut leadership = None;
     if args.election.leader_election {
-        let namespace = args.election.lease_namespace.as_deref().context(
+        let election = &args.election;
+        let namespace = election.lease_namespace.clone().context(
             "leader election needs the manager's namespace: set --lease-namespace or POD_NAMESPACE",
         )?;
         // A standby replica is healthy: ready, but idle until it holds the Lease.
         ready.store(true, Ordering::Release);
-        let election = &args.election;
-        let acquired = leader::acquire(
-            client.clone(),
-            &election.lease_name,
+        let candidate = leader::Candidate {
+            client: clients.election.clone(),
             namespace,
-            &identity,
-            election.lease_duration,
-            stop_rx.clone(),
-        )
-        .await?;
-        let Some(mut lead) = acquired else {
+            lease_name: election.lease_name.clone(),
+            identity: identity.clone(),
+            timing: leader::Timing {
+                duration: election.lease_duration,
+            },
+        };
+        let acquired = leader::acquire(candidate, fence, stop_rx.clone(), stop_tx.clone()).await?;
+        let Some(lead) = acquired else {
             return Ok(());
         };
         ready.store(false, Ordering::Release);
-        lead.stop_on_loss(stop_tx.clone());
         leadership = Some(lead);
     }
 
+    let client = clients.controller;
     let recorder = Recorder::new(
         client.clone(),
         Reporter {

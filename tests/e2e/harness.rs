@@ -9,9 +9,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate_test_cluster::operator::MANAGER_USER;
 pub use crate_test_cluster::operator::{INSTALL_NAMESPACE, Manager, Output, kubectl_ok};
 use crate_test_cluster::operator::{Install, ManagerSpec, kubectl_with_input, loader_kubelet};
-use crate_test_cluster::{ControlPlane, Kubelet, free_port};
+use crate_test_cluster::{ControlPlane, Kubelet, Options, audit, free_port};
 use kube::api::Api;
 use kube::runtime::wait::{Condition, await_condition};
 
@@ -44,7 +45,11 @@ fn repo_root() -> &'static Path {
 }
 
 fn set_up() -> std::io::Result<Cluster> {
-    let plane = ControlPlane::shared()?;
+    // The managers' requests are audited, so a test can tell what each replica wrote.
+    let plane = ControlPlane::shared_with(&Options {
+        audit_policy: Some(audit::policy_for_user(MANAGER_USER)),
+        ..Options::default()
+    })?;
     let dir = plane.dir().join("e2e");
     let install = Install::apply(plane, &dir)?;
     // The debug loader beside the manager: `cargo test --workspace` builds it (the loader's own

@@ -1,16 +1,20 @@
 //! Lifecycle on a real control plane: garbage collection on deletion, a manager restart in the
-//! middle of a load, leader election between two managers, and ResourceQuotas.
+//! middle of a load, leader election between two managers, fencing of a frozen leader, and
+//! ResourceQuotas.
 
 use std::time::{Duration, Instant};
 
 use crate_operator_api::AnalyticsCrate;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ResourceQuota;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use crate::harness::{PATIENCE, cluster, wait_for, wait_for_deletion};
 use crate::{Fixture, condition};
-use crate_test_cluster::operator::metric;
+use crate_test_cluster::audit;
+use crate_test_cluster::operator::{MANAGER_USER, metric};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_a_crate_garbage_collects_its_datasource_and_jobs() {
@@ -97,13 +101,6 @@ async fn two_managers_elect_one_leader_and_the_other_takes_over_when_it_stops() 
     fx.start_manager("m-a");
     fx.start_manager("m-b");
     let leases: Api<Lease> = Api::namespaced(fx.client.clone(), &fx.ns.name);
-    let holder = |lease: &Lease| {
-        lease
-            .spec
-            .as_ref()
-            .and_then(|s| s.holder_identity.clone())
-            .unwrap_or_default()
-    };
 
     fx.create_crate("omop", |_| {}).await;
     fx.wait_ready_at("omop", &fx.head()).await;
@@ -142,6 +139,121 @@ async fn two_managers_elect_one_leader_and_the_other_takes_over_when_it_stops() 
 
     // The new leader acts on new requests.
     fx.reload("omop", "2026-11-22T13:00:00Z").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_frozen_past_its_lease_writes_nothing_after_it_expired_and_no_crate_gets_two_jobs()
+{
+    let mut fx = Fixture::without_manager("fence").await;
+    let leases: Api<Lease> = Api::namespaced(fx.client.clone(), &fx.ns.name);
+    fx.start_manager("m-old");
+    wait_for_holder(&fx, &leases, "m-old").await;
+    fx.start_manager("m-new");
+
+    // Work the old leader is in the middle of when it freezes: crates arriving at once.
+    let names: Vec<String> = (0..16).map(|i| format!("crate-{i}")).collect();
+    for name in &names {
+        fx.create_crate(name, |_| {}).await;
+    }
+    wait_for_jobs(&fx, 1).await;
+    let old_pid =
+        Pid::from_raw(i32::try_from(fx.managers[0].pid().expect("old leader's pid")).expect("pid"));
+    kill(old_pid, Signal::SIGSTOP).expect("SIGSTOP the old leader");
+
+    // The Lease as the old leader last renewed it: from its expiry on, it may write nothing.
+    let lease = leases.get("crate-operator").await.expect("lease");
+    let spec = lease.spec.expect("lease spec");
+    assert_eq!(spec.holder_identity.as_deref(), Some("m-old"));
+    let expiry = spec.renew_time.expect("renew time").0
+        + jiff::SignedDuration::from_secs(spec.lease_duration_seconds.expect("duration").into());
+
+    wait_for_holder(&fx, &leases, "m-new").await;
+    kill(old_pid, Signal::SIGCONT).expect("SIGCONT the old leader");
+
+    // It finds its Lease gone, stops on its own and says why.
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = fx.managers[0].exited() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the old leader kept running\n{}",
+            fx.context()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        !exit.success(),
+        "a replica that lost its Lease exits with a failure"
+    );
+    assert!(
+        fx.managers[0]
+            .log()
+            .contains("the leader lease expired before this replica could renew it"),
+        "{}",
+        fx.context()
+    );
+
+    for name in &names {
+        fx.wait_ready_at(name, &fx.head()).await;
+    }
+    let log = cluster()
+        .plane
+        .audit_log()
+        .expect("the e2e control plane audits");
+    let late = audit::writes(log, MANAGER_USER, "(m-old)", expiry).expect("audit log");
+    assert!(
+        late.is_empty(),
+        "the old leader wrote after its Lease expired at {expiry}:\n{}\n{}",
+        late.join("\n"),
+        fx.context()
+    );
+    let jobs = fx.jobs.list(&ListParams::default()).await.expect("jobs");
+    let mut per_crate = std::collections::BTreeMap::<String, usize>::new();
+    for job in &jobs.items {
+        for owner in job.metadata.owner_references.iter().flatten() {
+            *per_crate.entry(owner.name.clone()).or_default() += 1;
+        }
+    }
+    assert!(
+        per_crate.len() == names.len() && per_crate.values().all(|n| *n == 1),
+        "every crate has exactly one Job: {per_crate:?}"
+    );
+}
+
+/// The holder named in `lease`, or "" when none.
+fn holder(lease: &Lease) -> String {
+    lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.clone())
+        .unwrap_or_default()
+}
+
+async fn wait_for_holder(fx: &Fixture, leases: &Api<Lease>, identity: &str) {
+    let expected = identity.to_owned();
+    wait_for(
+        leases,
+        "crate-operator",
+        &format!("held by {identity}"),
+        move |l: Option<&Lease>| l.is_some_and(|l| holder(l) == expected),
+        || fx.context(),
+    )
+    .await;
+}
+
+/// Waits until the namespace has at least `n` loader Jobs.
+async fn wait_for_jobs(fx: &Fixture, n: usize) {
+    let started = Instant::now();
+    while fx.job_names().await.len() < n {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "no {n} Jobs\n{}",
+            fx.context()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn quota(name: &str, hard: &serde_json::Value) -> ResourceQuota {

@@ -2,7 +2,6 @@
 //! started with [`crate::Options::audit_policy`] (see [`policy_for_user`]).
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use jiff::Timestamp;
@@ -54,21 +53,10 @@ impl Requests {
 /// The requests `user` made that the apiserver received in `[from, to)`, read from the audit
 /// log at `log`. Each request is counted once, however many stages it logged.
 pub fn requests(log: &Path, user: &str, from: Timestamp, to: Timestamp) -> Result<Requests> {
-    let file = std::fs::File::open(log).map_err(|e| {
-        error(format!(
-            "failed to open the audit log {}: {e}",
-            log.display()
-        ))
-    })?;
     let mut seen = HashSet::new();
     let mut completed = HashSet::new();
     let mut out = Requests::default();
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(|e| error(format!("failed to read {}: {e}", log.display())))?;
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-            // The line being written when the log was read.
-            continue;
-        };
+    for event in events(log)? {
         if event["user"]["username"].as_str() != Some(user) {
             continue;
         }
@@ -100,6 +88,56 @@ pub fn requests(log: &Path, user: &str, from: Timestamp, to: Timestamp) -> Resul
         *out.by_kind.entry(kind(&event)).or_default() += 1;
     }
     Ok(out)
+}
+
+/// The write requests (create, update, patch, delete) of `user` whose User-Agent contains
+/// `agent` that the apiserver received at or after `from`, each as `time verb resource/name`.
+/// The manager names its replica in its User-Agent, so this tells one replica's writes apart.
+pub fn writes(log: &Path, user: &str, agent: &str, from: Timestamp) -> Result<Vec<String>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for event in events(log)? {
+        let received = event["requestReceivedTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        let verb = event["verb"].as_str().unwrap_or_default();
+        if event["user"]["username"].as_str() != Some(user)
+            || !event["userAgent"]
+                .as_str()
+                .is_some_and(|a| a.contains(agent))
+            || !matches!(
+                verb,
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            )
+            || received.is_none_or(|t| t < from)
+            || !seen.insert(event["auditID"].as_str().unwrap_or_default().to_owned())
+        {
+            continue;
+        }
+        let name = event["objectRef"]["name"].as_str().unwrap_or_default();
+        out.push(format!(
+            "{} {}/{name}",
+            event["requestReceivedTimestamp"]
+                .as_str()
+                .unwrap_or_default(),
+            kind(&event)
+        ));
+    }
+    Ok(out)
+}
+
+/// The events of the audit log at `log`, skipping a line being written as it is read.
+fn events(log: &Path) -> Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(log).map_err(|e| {
+        error(format!(
+            "failed to read the audit log {}: {e}",
+            log.display()
+        ))
+    })?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect())
 }
 
 /// `verb resource[/subresource]` of an audit event.
@@ -188,6 +226,53 @@ mod tests {
         assert_eq!(
             counted.errors_by_kind,
             BTreeMap::from([("429 patch analyticscrates/status".to_owned(), 1)])
+        );
+    }
+
+    #[test]
+    fn writes_are_those_of_one_replica_from_a_time_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("audit.log");
+        let event = |id: &str, agent: &str, at: &str, verb: &str| {
+            serde_json::json!({
+                "auditID": id, "stage": "ResponseComplete", "verb": verb,
+                "user": {"username": "m"}, "userAgent": agent,
+                "objectRef": {"resource": "jobs", "name": "load-a"},
+                "requestReceivedTimestamp": at,
+            })
+            .to_string()
+        };
+        let lines = [
+            event(
+                "early",
+                "crate-operator/0.1.0 (old)",
+                "2025-01-01T00:00:01Z",
+                "create",
+            ),
+            event(
+                "late",
+                "crate-operator/0.1.0 (old)",
+                "2025-01-01T00:00:09Z",
+                "patch",
+            ),
+            event(
+                "read",
+                "crate-operator/0.1.0 (old)",
+                "2025-01-01T00:00:09Z",
+                "get",
+            ),
+            event(
+                "new",
+                "crate-operator/0.1.0 (new)",
+                "2025-01-01T00:00:09Z",
+                "create",
+            ),
+        ];
+        std::fs::write(&log, lines.join("\n")).expect("write log");
+        let from: Timestamp = "2025-01-01T00:00:05Z".parse().expect("time");
+        assert_eq!(
+            writes(&log, "m", "(old)", from).expect("writes"),
+            ["2025-01-01T00:00:09Z patch jobs/load-a"]
         );
     }
 }

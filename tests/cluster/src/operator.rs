@@ -297,6 +297,11 @@ impl Manager {
         log_tail(&self.spec.log, 30)
     }
 
+    /// How it exited, once it has (without waiting).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.as_mut().and_then(Guarded::exited)
+    }
+
     /// Stops it with SIGTERM, as Kubernetes stops a Pod, waits for it to exit, and says how.
     pub fn stop(mut self) -> Option<std::process::ExitStatus> {
         self.process.take().and_then(Guarded::stop)

@@ -1,0 +1,214 @@
+//! The write fence: a tower layer under the controller's API client that refuses every mutating
+//! request once this replica can no longer be sure it holds the leader Lease.
+//!
+//! Leader election alone does not stop a paused leader (SIGSTOP, a frozen VM, a long GC-like
+//! stall of the node) from writing when it wakes: it still believes it leads until its election
+//! task runs again, and its reconciles may be a poll away from their next write. The fence
+//! closes by the clock instead: [`crate::leader`] opens it until a fixed time after it *sent*
+//! each successful renewal, well before a standby may take the Lease over, and every write
+//! checks it on its way out. Reads (GET, LIST, WATCH) pass, so caches stay warm for a
+//! standby that becomes leader again.
+//!
+//! The check runs when the request leaves this client's stack; a request already past it when
+//! the process is frozen still goes out when it thaws. That window is the time between two
+//! polls of one task, not the length of the pause.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use http::{Method, Request};
+use tokio::time::Instant;
+use tower::{BoxError, Layer, Service};
+
+/// Whether writes may go out now. Cloned into the client stack and into the election.
+#[derive(Clone, Debug)]
+pub struct Fence(Arc<Mutex<Gate>>);
+
+#[derive(Clone, Copy, Debug)]
+enum Gate {
+    /// No leader election: this is the only replica.
+    Unfenced,
+    /// Writes may go out until then.
+    Until(Instant),
+}
+
+/// The error a refused write fails with.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refused to {method} {path}: this replica no longer holds the leader Lease (a newer leader may be writing)"
+)]
+pub struct Refused {
+    method: Method,
+    path: String,
+}
+
+impl Fence {
+    /// A fence that never closes, for a manager running without leader election.
+    pub fn unfenced() -> Fence {
+        Fence(Arc::new(Mutex::new(Gate::Unfenced)))
+    }
+
+    /// A closed fence, until [`Fence::open_until`].
+    pub fn closed() -> Fence {
+        Fence(Arc::new(Mutex::new(Gate::Until(Instant::now()))))
+    }
+
+    /// Lets writes out until `until` (never moving an earlier-granted time back).
+    pub fn open_until(&self, until: Instant) {
+        let mut gate = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Gate::Until(current) = *gate {
+            *gate = Gate::Until(current.max(until));
+        }
+    }
+
+    /// Refuses writes from now on.
+    pub fn close(&self) {
+        let mut gate = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Gate::Until(_) = *gate {
+            *gate = Gate::Until(Instant::now());
+        }
+    }
+
+    /// Whether a write may go out now.
+    pub fn allows_writes(&self) -> bool {
+        match *self.0.lock().unwrap_or_else(PoisonError::into_inner) {
+            Gate::Unfenced => true,
+            Gate::Until(until) => Instant::now() < until,
+        }
+    }
+}
+
+/// Puts a [`Fence`] in front of a service.
+#[derive(Clone, Debug)]
+pub struct FenceLayer(pub Fence);
+
+impl<S> Layer<S> for FenceLayer {
+    type Service = Fenced<S>;
+
+    fn layer(&self, inner: S) -> Fenced<S> {
+        Fenced {
+            inner,
+            fence: self.0.clone(),
+        }
+    }
+}
+
+/// A service whose mutating requests pass only while its fence is open.
+#[derive(Clone, Debug)]
+pub struct Fenced<S> {
+    inner: S,
+    fence: Fence,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+
+impl<S, B> Service<Request<B>> for Fenced<S>
+where
+    S: Service<Request<B>>,
+    S::Response: Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = BoxFuture<S::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let writes = !matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS
+        );
+        if writes && !self.fence.allows_writes() {
+            let refused = Refused {
+                method: request.method().clone(),
+                path: request.uri().path().to_owned(),
+            };
+            return Box::pin(std::future::ready(Err(refused.into())));
+        }
+        let response = self.inner.call(request);
+        Box::pin(async move { response.await.map_err(Into::into) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// A service answering every request with its method, through a fence.
+    fn fenced(fence: &Fence) -> impl Service<Request<()>, Response = String, Error = BoxError> {
+        FenceLayer(fence.clone()).layer(tower::service_fn(|request: Request<()>| async move {
+            Ok::<_, BoxError>(request.method().to_string())
+        }))
+    }
+
+    fn request(method: Method) -> Request<()> {
+        Request::builder()
+            .method(method)
+            .uri("/apis/batch/v1/namespaces/a/jobs")
+            .body(())
+            .expect("request")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_pass_only_until_the_time_the_fence_was_opened_for() {
+        let fence = Fence::closed();
+        fence.open_until(Instant::now() + Duration::from_secs(10));
+        let answer = fenced(&fence).oneshot(request(Method::POST)).await;
+        assert_eq!(answer.expect("write passes"), "POST");
+
+        tokio::time::advance(Duration::from_secs(10)).await;
+        for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            let refused = fenced(&fence)
+                .oneshot(request(method.clone()))
+                .await
+                .expect_err("write refused");
+            assert_eq!(
+                refused.to_string(),
+                format!(
+                    "refused to {method} /apis/batch/v1/namespaces/a/jobs: this replica no longer \
+                     holds the leader Lease (a newer leader may be writing)"
+                )
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_pass_a_closed_fence() {
+        let fence = Fence::closed();
+        let answer = fenced(&fence).oneshot(request(Method::GET)).await;
+        assert_eq!(answer.expect("read passes"), "GET");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closing_refuses_at_once_and_a_late_renewal_does_not_shorten_the_grant() {
+        let fence = Fence::closed();
+        let now = Instant::now();
+        fence.open_until(now + Duration::from_secs(10));
+        fence.open_until(now + Duration::from_secs(5));
+        tokio::time::advance(Duration::from_secs(7)).await;
+        assert!(fence.allows_writes(), "the later grant stands");
+        fence.close();
+        assert!(!fence.allows_writes());
+        fence.open_until(Instant::now() + Duration::from_secs(10));
+        assert!(fence.allows_writes(), "a new renewal opens it again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_election_the_fence_never_closes() {
+        let fence = Fence::unfenced();
+        fence.close();
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        let answer = fenced(&fence).oneshot(request(Method::DELETE)).await;
+        assert_eq!(answer.expect("write passes"), "DELETE");
+    }
+}
