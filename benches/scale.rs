@@ -19,6 +19,8 @@
 //!    reconciles (its `/metrics`), and until it has settled: no loader Job running or waiting,
 //!    every crate Ready at the head, and every Job it created recorded in its crate's status.
 //!    Also the Jobs it created, the crate statuses it changed, and its API requests.
+//! 5. **Resume at scale** (`scale/seeded.rs`): 10,000 more crates seeded up to date, and a new
+//!    manager on all of them; `SCALE_RESUME_CRATES=0` skips it.
 //!
 //! The caps are `SCALE_MAX_RUNNING` (10) and `SCALE_MAX_RUNNING_PER_NAMESPACE` (2), the
 //! manager's defaults; the kubelet stand-in runs as many Pods at once as the global cap, so it
@@ -37,6 +39,8 @@
 mod fixture;
 #[path = "scale/report.rs"]
 mod report;
+#[path = "scale/seeded.rs"]
+mod seeded;
 #[path = "scale/track.rs"]
 mod track;
 
@@ -57,7 +61,7 @@ use crate_test_cluster::{ControlPlane, Kubelet, Options, free_port};
 use crate_test_support::{GitDaemon, RepoBuilder};
 use jiff::Timestamp;
 
-use fixture::{Facts, LogProblems, create_crates, loader_runs, log_problems};
+use fixture::{Facts, LogProblems, Population, create_crates, loader_runs, log_problems};
 use report::seconds;
 use track::Tracker;
 
@@ -78,6 +82,9 @@ struct Config {
     settle: Duration,
     steady: Duration,
     timeout: Duration,
+    /// Crates seeded up to date for phase 5 (0: skip it), and how many per namespace.
+    resume_crates: usize,
+    resume_per_namespace: usize,
 }
 
 fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
@@ -105,6 +112,8 @@ impl Config {
         Ok(Config {
             crates,
             per_namespace: size("SCALE_PER_NAMESPACE", 20)?,
+            resume_crates: usize::try_from(env_number("SCALE_RESUME_CRATES", 10_000)?)?,
+            resume_per_namespace: size("SCALE_RESUME_PER_NAMESPACE", 100)?,
             max_running: size("SCALE_MAX_RUNNING", 10)?,
             max_running_per_namespace: size("SCALE_MAX_RUNNING_PER_NAMESPACE", 2)?,
             settle: Duration::from_secs(env_number("SCALE_SETTLE_SECS", 15)?),
@@ -210,7 +219,12 @@ async fn bench(config: &Config, setup: &Setup) -> anyhow::Result<Results> {
         config.namespaces()
     );
     let created = Instant::now();
-    create_crates(config, &client, &setup.url).await?;
+    let population = Population {
+        prefix: "scale",
+        crates: config.crates,
+        per_namespace: config.per_namespace,
+    };
+    create_crates(&population, &client, &setup.url).await?;
     let created = created.elapsed();
     let job_selector = crate_operator::controller::loader_job_selector();
     let mut tracker = Tracker::start(&client, &job_selector, &setup.head).await?;
@@ -218,6 +232,7 @@ async fn bench(config: &Config, setup: &Setup) -> anyhow::Result<Results> {
     let (m1, m1_log, mut load) = load_phase(config, setup, &mut tracker, created).await?;
     let mut steady = steady_phase(config, &mut tracker, &m1).await?;
     let (m2_log, mut resume) = resume_phase(config, setup, &mut tracker, m1).await?;
+    let mut seeded = seeded::phase(config, setup, &mut tracker).await?;
 
     // Requests, from the audit log now that both managers are gone.
     let log = (setup.plane.audit_log()).context("the control plane keeps no audit log")?;
@@ -225,6 +240,11 @@ async fn bench(config: &Config, setup: &Setup) -> anyhow::Result<Results> {
     load.requests = requests(load.window)?;
     steady.requests = requests(steady.window)?;
     resume.requests = requests(resume.window)?;
+    let mut logs = vec![log_problems(&m1_log), log_problems(&m2_log)];
+    if let Some((log, seeded)) = &mut seeded {
+        seeded.requests = requests(seeded.window)?;
+        logs.push(log_problems(log));
+    }
     // The control plane's files go with it; the audit log is worth keeping beside the logs.
     std::fs::copy(log, setup.dir.join("audit.log")).context("failed to keep the audit log")?;
     Ok(Results {
@@ -232,7 +252,8 @@ async fn bench(config: &Config, setup: &Setup) -> anyhow::Result<Results> {
         load,
         steady,
         resume,
-        logs: [log_problems(&m1_log), log_problems(&m2_log)],
+        seeded: seeded.map(|(_, seeded)| seeded),
+        logs,
     })
 }
 
@@ -380,7 +401,9 @@ struct Results {
     load: Load,
     steady: Steady,
     resume: Resume,
-    logs: [LogProblems; 2],
+    seeded: Option<seeded::AtScale>,
+    /// Of the managers of phases 1–2, 4 and 5.
+    logs: Vec<LogProblems>,
 }
 
 /// When a phase began and ended, for the audit log.

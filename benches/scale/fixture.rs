@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use crate_operator_api::AnalyticsCrate;
+use crate_operator_api::{AnalyticsCrate, AnalyticsCrateStatus};
 use crate_test_cluster::Kubelet;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 
 use crate::Config;
 
@@ -57,16 +57,26 @@ pub fn namespace(i: usize) -> String {
     format!("scale-{i:03}")
 }
 
-/// The namespaces (Pod Security "restricted", like a real crate namespace) and the crates,
-/// `CREATE_CONCURRENCY` requests at a time.
+/// A set of crates: `crates` of them, `per_namespace` in each namespace `{prefix}-NNN`.
+pub struct Population<'a> {
+    pub prefix: &'a str,
+    pub crates: usize,
+    pub per_namespace: usize,
+}
+
+/// Creates the namespaces (Pod Security "restricted", like a real crate namespace) and the
+/// crates, `CREATE_CONCURRENCY` requests at a time; returns each crate's API.
 pub async fn create_crates(
-    config: &Config,
+    population: &Population<'_>,
     client: &kube::Client,
     url: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(Api<AnalyticsCrate>, String)>> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let names: Vec<String> = (0..config.namespaces()).map(namespace).collect();
-    futures::stream::iter(names.iter().map(|name| {
+    let count = population.crates.div_ceil(population.per_namespace);
+    let names: Vec<String> = (0..count)
+        .map(|i| format!("{}-{i:03}", population.prefix))
+        .collect();
+    all_at_once(names.iter().map(|name| {
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -81,27 +91,60 @@ pub async fn create_crates(
         let namespaces = namespaces.clone();
         async move { namespaces.create(&PostParams::default(), &namespace).await }
     }))
-    .buffer_unordered(CREATE_CONCURRENCY)
-    .collect::<Vec<_>>()
     .await
-    .into_iter()
-    .collect::<Result<Vec<_>, _>>()
     .context("failed to create a namespace")?;
 
-    futures::stream::iter((0..config.crates).map(|i| {
-        let namespace = &names[i / config.per_namespace];
-        let crates: Api<AnalyticsCrate> = Api::namespaced(client.clone(), namespace);
-        let object =
-            crate_test_cluster::operator::analytics_crate(&format!("crate-{i:04}"), url, PATH);
-        async move { crates.create(&PostParams::default(), &object).await }
+    let crates: Vec<(Api<AnalyticsCrate>, String)> = (0..population.crates)
+        .map(|i| {
+            let namespace = &names[i / population.per_namespace];
+            (
+                Api::namespaced(client.clone(), namespace),
+                format!("crate-{i:05}"),
+            )
+        })
+        .collect();
+    all_at_once(crates.iter().map(|(api, name)| {
+        let object = crate_test_cluster::operator::analytics_crate(name, url, PATH);
+        async move { api.create(&PostParams::default(), &object).await }
     }))
-    .buffer_unordered(CREATE_CONCURRENCY)
-    .collect::<Vec<_>>()
     .await
-    .into_iter()
-    .collect::<Result<Vec<_>, _>>()
     .context("failed to create a crate")?;
+    Ok(crates)
+}
+
+/// Writes `status` to every crate, as the manager does (server-side apply, its field manager):
+/// the crates look as a finished load leaves them.
+pub async fn seed_status(
+    crates: &[(Api<AnalyticsCrate>, String)],
+    status: &AnalyticsCrateStatus,
+) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "apiVersion": "xlscsde.nhs.uk/v1",
+        "kind": "AnalyticsCrate",
+        "status": status,
+    });
+    let params = PatchParams::apply(crate_operator::controller::FIELD_MANAGER).force();
+    let patch = Patch::Apply(&body);
+    all_at_once(
+        crates
+            .iter()
+            .map(|(api, name)| api.patch_status(name, &params, &patch)),
+    )
+    .await
+    .context("failed to write a crate's status")?;
     Ok(())
+}
+
+/// Runs `requests`, `CREATE_CONCURRENCY` at a time; the first error if any failed.
+async fn all_at_once<T, E>(
+    requests: impl Iterator<Item = impl Future<Output = Result<T, E>>>,
+) -> Result<Vec<T>, E> {
+    futures::stream::iter(requests)
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// Loader Pods run by the stand-in, and how many of them failed.

@@ -17,6 +17,9 @@ pub fn build(config: &Config, r: &Results) -> Report {
     steady(&mut report, config, r);
     memory(&mut report, r);
     resume(&mut report, config, r);
+    if let Some(seeded) = &r.seeded {
+        resume_at_scale(&mut report, seeded);
+    }
     health(&mut report, r);
     report
 }
@@ -203,6 +206,67 @@ fn resume(report: &mut Report, config: &Config, r: &Results) {
     report.time("manager_cpu_secs", "manager CPU time", resume.stats.cpu);
 }
 
+fn resume_at_scale(report: &mut Report, s: &crate::seeded::AtScale) {
+    report.section(
+        "resume_at_scale",
+        "5. Resume at scale: a new manager on crates seeded up to date",
+    );
+    report.count("seeded_crates", "crates seeded up to date", s.seeded);
+    report.count("seeded_namespaces", "  in namespaces", s.namespaces);
+    report.time("seed_secs", "  seeding took", s.seed_took);
+    report.count("crates", "crates in all (with the load phase's)", s.crates);
+    report.count("jobs", "finished loader Jobs kept", s.jobs);
+    if let Some(first) = s.first_reconcile {
+        report.time("first_reconcile_secs", "first reconcile", first);
+    }
+    report.time(
+        "all_reconciled_secs",
+        &format!("all {} crates reconciled once", s.crates),
+        s.reconciled,
+    );
+    report.count("jobs_created", "loader Jobs created", s.jobs_created);
+    report.count(
+        "statuses_changed",
+        "crate statuses changed",
+        s.statuses_changed,
+    );
+    report.number("reconcile_errors", "reconcile errors", s.reconcile_errors);
+    let shown: Vec<String> = (s.percentiles.iter())
+        .map(|(p, v)| match v {
+            Some(v) => format!("p{p} ≤ {v} s"),
+            None => format!("p{p} n/a"),
+        })
+        .collect();
+    report.add(
+        "reconcile_duration_percentiles",
+        "reconcile duration (histogram bucket bound)",
+        json!(
+            s.percentiles
+                .iter()
+                .map(|(p, v)| (format!("p{p}"), *v))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        ),
+        shown.join(", "),
+    );
+    requests(report, &s.requests, s.reconciled, Some(s.crates));
+    report.mib(
+        "peak_rss_mib",
+        "peak RSS (VmHWM) when all were reconciled",
+        s.reconciled_stats.peak_rss_kib,
+    );
+    report.mib(
+        "rss_mib",
+        "RSS (VmRSS) when all were reconciled",
+        s.reconciled_stats.rss_kib,
+    );
+    report.mib(
+        "settled_rss_mib",
+        "RSS (VmRSS) after the settling pause",
+        s.settled_stats.rss_kib,
+    );
+    report.time("manager_cpu_secs", "manager CPU time", s.settled_stats.cpu);
+}
+
 fn health(report: &mut Report, r: &Results) {
     report.section("health", "Manager health");
     report.number(
@@ -215,7 +279,7 @@ fn health(report: &mut Report, r: &Results) {
         "restarted manager: reconcile errors",
         r.resume.reconcile_errors,
     );
-    for (who, log) in ["first", "restarted"].iter().zip(&r.logs) {
+    for (who, log) in ["first", "restarted", "at_scale"].iter().zip(&r.logs) {
         let samples = if log.samples.is_empty() {
             String::new()
         } else {
