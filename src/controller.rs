@@ -43,6 +43,7 @@ mod cached;
 mod drift;
 mod listed;
 mod pending;
+mod written;
 use pending::Pending;
 
 /// Field manager of everything the manager applies (crate status, loader namespace resources).
@@ -59,6 +60,11 @@ const WAKE_PER_FINISHED_LOAD: usize = 3;
 /// A change to a ResourceQuota in its namespace wakes a crate held back by a quota at once; this
 /// recheck only covers a missed watch event.
 const QUOTA_RECHECK: Duration = Duration::from_secs(60);
+
+/// Objects per page of the watches' initial lists. A page is held whole, untrimmed, while it is
+/// decoded: at kube's default of 500 full Jobs that was the manager's peak memory after a
+/// restart, twice what it needs once running.
+const LIST_PAGE: u32 = 50;
 
 /// The manager's settings, from the command line.
 #[derive(Debug, Clone)]
@@ -131,6 +137,8 @@ pub struct Context {
     /// Serialises "count running Jobs, then create one", so concurrent reconciles cannot
     /// overshoot the caps; also remembers Jobs created but not yet seen by the watch.
     starting: tokio::sync::Mutex<HashMap<String, Starting>>,
+    /// Statuses written that the crate cache may not show yet.
+    written: written::Written,
 }
 
 impl Context {
@@ -153,6 +161,7 @@ impl Context {
             wake,
             woken: Mutex::new(Some(woken)),
             starting: tokio::sync::Mutex::default(),
+            written: written::Written::default(),
         }
     }
 
@@ -281,13 +290,13 @@ async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, E
     let (next, action) = act(ctx, ac, &ns, &uid, &jobs, &prev, decision).await?;
 
     // Report.
-    // A crate without a status that still has nothing to say gets none written.
-    let unchanged = ac
-        .status
-        .as_ref()
-        .map_or(next == AnalyticsCrateStatus::default(), |s| *s == next);
-    if !unchanged {
-        patch_status(ctx, &ns, &name, &next).await?;
+    let version = ac.resource_version();
+    if ctx
+        .written
+        .needs_write(&uid, version.as_deref(), ac.status.as_ref(), &next)
+    {
+        let version = patch_status(ctx, &ns, &name, &next).await?;
+        ctx.written.record(&uid, version, next);
     }
     Ok(action)
 }
@@ -755,12 +764,13 @@ where
     .map_err(api_error(format!("apply {} {name}", K::kind(&())), ns))
 }
 
+/// Writes the crate's status; returns its `resourceVersion` after the write.
 async fn patch_status(
     ctx: &Context,
     ns: &str,
     name: &str,
     status: &AnalyticsCrateStatus,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let api: Api<AnalyticsCrate> = Api::namespaced(ctx.client.clone(), ns);
     let body = serde_json::json!({
         "apiVersion": AnalyticsCrate::api_version(&()),
@@ -773,7 +783,7 @@ async fn patch_status(
         &Patch::Apply(body),
     )
     .await
-    .map(drop)
+    .map(|written| written.resource_version())
     .map_err(api_error(
         format!("update the status of AnalyticsCrate {name}"),
         ns,
@@ -832,7 +842,9 @@ pub async fn run(
     let (job_store, job_writer) = reflector::store();
     let job_events = watcher(
         jobs_api,
-        watcher::Config::default().labels(&loader_job_selector()),
+        watcher::Config::default()
+            .labels(&loader_job_selector())
+            .page_size(LIST_PAGE),
     )
     .default_backoff()
     .modify(cached::trim_job)
@@ -840,7 +852,7 @@ pub async fn run(
     .inspect_ok(listings.watch())
     .touched_objects();
     let (crate_store, crate_writer) = reflector::store();
-    let crate_events = watcher(crates, watcher::Config::default().any_semantic())
+    let crate_events = watcher(crates, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
         .modify(cached::trim_crate)
         .reflect(crate_writer)
