@@ -44,14 +44,13 @@ mod seeded;
 #[path = "scale/track.rs"]
 mod track;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use crate_operator_api::AnalyticsCrate;
 use crate_test_cluster::audit::{self, Requests};
 use crate_test_cluster::operator::{
     Install, MANAGER_USER, Manager, ManagerSpec, ProcessStats, loader_binary, loader_kubelet,
@@ -63,7 +62,7 @@ use jiff::Timestamp;
 
 use fixture::{Facts, LogProblems, Population, create_crates, loader_runs, log_problems};
 use report::seconds;
-use track::Tracker;
+use track::{Snapshot, Tracker};
 
 const MANAGER: &str = env!("CARGO_BIN_EXE_crate-operator");
 const LOADER_BUILD: &str = "cargo build --release -p crate-loader";
@@ -341,11 +340,7 @@ async fn resume_phase(
 ) -> anyhow::Result<(PathBuf, Resume)> {
     let n = config.crates;
     eprintln!("scale: restarting the manager");
-    let status_of = |c: &AnalyticsCrate| serde_json::to_value(&c.status).unwrap_or_default();
-    let statuses: HashMap<String, serde_json::Value> = (tracker.world.crates.iter())
-        .map(|(k, c)| (k.clone(), status_of(c)))
-        .collect();
-    let jobs_before: HashSet<String> = tracker.world.jobs.keys().cloned().collect();
+    let before = Snapshot::take(&tracker.world);
     let stopping = Instant::now();
     old.stop();
     let stop_took = stopping.elapsed();
@@ -369,7 +364,7 @@ async fn resume_phase(
                 && m.running == 0.0
                 && m.waiting == 0.0
                 && w.ready(&setup.head) >= n
-                && new_jobs_recorded(w, &jobs_before)
+                && new_jobs_recorded(w, &before.jobs)
         })
         .await
         .with_context(|| format!("the new manager's log ends:\n{}", manager.log_tail()))?;
@@ -382,10 +377,8 @@ async fn resume_phase(
         first_reconcile,
         reconciled: reconciled.unwrap_or_default(),
         settled,
-        jobs_created: tracker.world.jobs.len() - jobs_before.len(),
-        statuses_changed: (tracker.world.crates.iter())
-            .filter(|(k, c)| statuses.get(*k) != Some(&status_of(c)))
-            .count(),
+        jobs_created: before.jobs_created(&tracker.world),
+        statuses_changed: before.statuses_changed(&tracker.world),
         reconciles: after.reconciles,
         reconcile_errors: after.errors,
         stats: manager.stats()?,

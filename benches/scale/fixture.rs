@@ -54,7 +54,12 @@ impl Facts {
 
 /// Namespace `i` of the benchmark.
 pub fn namespace(i: usize) -> String {
-    format!("scale-{i:03}")
+    namespace_of("scale", i)
+}
+
+/// Namespace `i` of the crates named by `prefix`.
+fn namespace_of(prefix: &str, i: usize) -> String {
+    format!("{prefix}-{i:03}")
 }
 
 /// A set of crates: `crates` of them, `per_namespace` in each namespace `{prefix}-NNN`.
@@ -74,7 +79,7 @@ pub async fn create_crates(
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let count = population.crates.div_ceil(population.per_namespace);
     let names: Vec<String> = (0..count)
-        .map(|i| format!("{}-{i:03}", population.prefix))
+        .map(|i| namespace_of(population.prefix, i))
         .collect();
     all_at_once(names.iter().map(|name| {
         let namespace = Namespace {

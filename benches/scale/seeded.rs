@@ -6,18 +6,17 @@
 //! and statuses it changed (both should be 0), its API requests, its peak RSS and its RSS after
 //! a settling pause, and the reconcile duration percentiles from its histogram.
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use crate_operator_api::{AnalyticsCrate, AnalyticsCrateStatus};
+use crate_operator_api::AnalyticsCrateStatus;
 use crate_test_cluster::audit::Requests;
 use crate_test_cluster::operator::ProcessStats;
 use jiff::Timestamp;
 
 use crate::fixture::{Population, create_crates, seed_status};
-use crate::track::{Tracker, ready_at};
+use crate::track::{Snapshot, Tracker, ready_at};
 use crate::{Config, METRICS_EVERY, Setup, Window, count, metrics, start_manager};
 
 /// What the phase measured.
@@ -72,11 +71,7 @@ pub async fn phase(
         .await?;
     let seed_took = seeding.elapsed();
 
-    let status_of = |c: &AnalyticsCrate| serde_json::to_value(&c.status).unwrap_or_default();
-    let statuses: HashMap<String, serde_json::Value> = (tracker.world.crates.iter())
-        .map(|(k, c)| (k.clone(), status_of(c)))
-        .collect();
-    let jobs_before: HashSet<String> = tracker.world.jobs.keys().cloned().collect();
+    let before = Snapshot::take(&tracker.world);
     eprintln!("scale: starting a manager on {total} up-to-date crates");
     let (manager, log) = start_manager(config, setup, "scale-m2")?;
     let (start, started_at) = (Instant::now(), Timestamp::now());
@@ -123,13 +118,11 @@ pub async fn phase(
         namespaces: config.resume_crates.div_ceil(config.resume_per_namespace),
         seed_took,
         crates: total,
-        jobs: jobs_before.len(),
+        jobs: before.jobs.len(),
         first_reconcile,
         reconciled: reconciled.unwrap_or_default(),
-        jobs_created: tracker.world.jobs.len() - jobs_before.len(),
-        statuses_changed: (tracker.world.crates.iter())
-            .filter(|(k, c)| statuses.get(*k) != Some(&status_of(c)))
-            .count(),
+        jobs_created: before.jobs_created(&tracker.world),
+        statuses_changed: before.statuses_changed(&tracker.world),
         reconcile_errors: metrics(&manager).errors,
         reconciled_stats,
         settled_stats,

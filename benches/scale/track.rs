@@ -224,3 +224,36 @@ impl Tracker {
         .await
     }
 }
+
+/// The crates' statuses and the Jobs seen at one moment, to tell what a manager changed since.
+pub struct Snapshot {
+    statuses: HashMap<String, serde_json::Value>,
+    pub jobs: HashSet<String>,
+}
+
+fn status_of(ac: &AnalyticsCrate) -> serde_json::Value {
+    serde_json::to_value(&ac.status).unwrap_or_default()
+}
+
+impl Snapshot {
+    pub fn take(world: &World) -> Snapshot {
+        Snapshot {
+            statuses: (world.crates.iter())
+                .map(|(k, c)| (k.clone(), status_of(c)))
+                .collect(),
+            jobs: world.jobs.keys().cloned().collect(),
+        }
+    }
+
+    /// Loader Jobs created since.
+    pub fn jobs_created(&self, world: &World) -> usize {
+        world.jobs.len() - self.jobs.len()
+    }
+
+    /// Crates whose status differs from then.
+    pub fn statuses_changed(&self, world: &World) -> usize {
+        (world.crates.iter())
+            .filter(|(k, c)| self.statuses.get(*k) != Some(&status_of(c)))
+            .count()
+    }
+}
