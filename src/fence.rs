@@ -9,9 +9,9 @@
 //! checks it on its way out. Reads (GET, LIST, WATCH) pass, so caches stay warm for a
 //! standby that becomes leader again.
 //!
-//! The check runs when the request leaves this client's stack; a request already past it when
-//! the process is frozen still goes out when it thaws. That window is the time between two
-//! polls of one task, not the length of the pause.
+//! The check runs when the request enters this layer and again each time its future is polled,
+//! so a request still waiting for a connection when the process froze is dropped when it wakes.
+//! A request the connection has already taken to write still goes out when the process thaws.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -124,15 +124,27 @@ where
             *request.method(),
             Method::GET | Method::HEAD | Method::OPTIONS
         );
+        let refused = move |request: (Method, String)| Refused {
+            method: request.0,
+            path: request.1,
+        };
+        let what = (request.method().clone(), request.uri().path().to_owned());
         if writes && !self.fence.allows_writes() {
-            let refused = Refused {
-                method: request.method().clone(),
-                path: request.uri().path().to_owned(),
-            };
-            return Box::pin(std::future::ready(Err(refused.into())));
+            return Box::pin(std::future::ready(Err(refused(what).into())));
         }
-        let response = self.inner.call(request);
-        Box::pin(async move { response.await.map_err(Into::into) })
+        // Checked again on every poll until the response: a request still waiting for its
+        // connection (a TCP or TLS handshake) when the process froze is dropped on waking
+        // rather than sent.
+        let fence = self.fence.clone();
+        let mut response = Box::pin(self.inner.call(request));
+        let mut what = Some(what);
+        Box::pin(std::future::poll_fn(move |cx| {
+            if writes && !fence.allows_writes() {
+                let what = what.take().unwrap_or_default();
+                return Poll::Ready(Err(refused(what).into()));
+            }
+            response.as_mut().poll(cx).map_err(Into::into)
+        }))
     }
 }
 
@@ -180,6 +192,26 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_still_waiting_to_go_out_when_the_fence_closes_is_dropped() {
+        let fence = Fence::closed();
+        fence.open_until(Instant::now() + Duration::from_secs(10));
+        let slow = tower::service_fn(|_: Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, BoxError>("sent")
+        });
+        let pending = FenceLayer(fence.clone())
+            .layer(slow)
+            .call(request(Method::PATCH));
+        // The process "freezes" before the request's future runs again.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let refused = pending.await.expect_err("dropped, not sent");
+        assert!(
+            refused.to_string().starts_with("refused to PATCH"),
+            "{refused}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
