@@ -35,6 +35,8 @@
 //! writes the same numbers to `target/scale-bench.json`; the managers' logs and the audit log
 //! stay in `target/scale-bench/`.
 
+#[path = "scale/finished.rs"]
+mod finished;
 #[path = "scale/fixture.rs"]
 mod fixture;
 #[path = "scale/report.rs"]

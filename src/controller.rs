@@ -6,7 +6,7 @@
 //! apply, plus events). Everything that needs the API lives here; the steps it calls are pure
 //! and unit-tested on their own.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -41,6 +41,7 @@ use crate::status::{self, Progress};
 
 mod cached;
 mod drift;
+pub mod jobs;
 mod listed;
 mod pending;
 mod written;
@@ -122,7 +123,7 @@ pub struct Context {
     pub client: Client,
     pub settings: Settings,
     /// Every loader Job the manager can see (label-selected watch).
-    pub jobs: Store<Job>,
+    pub jobs: Arc<jobs::Jobs>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// Per namespace, whether its loader resources were applied since this process started.
@@ -145,7 +146,7 @@ impl Context {
     pub fn new(
         client: Client,
         settings: Settings,
-        jobs: Store<Job>,
+        jobs: Arc<jobs::Jobs>,
         recorder: Recorder,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -248,12 +249,7 @@ async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, E
     let prev = ac.status.clone().unwrap_or_default();
 
     // Observe. Pods are only read for a finished Job whose result is about to be recorded.
-    let jobs: Vec<Arc<Job>> = ctx
-        .jobs
-        .state()
-        .into_iter()
-        .filter(|j| controlled_by(j, &uid))
-        .collect();
+    let jobs: Vec<Arc<Job>> = ctx.jobs.of(&uid);
     let views: Vec<LoaderJob> = jobs
         .iter()
         .filter_map(|j| observe::loader_job(j, &[]))
@@ -570,13 +566,13 @@ async fn existing_job(
         format!("read the existing loader job {name}"),
         ns,
     ))?;
-    if !controlled_by(&existing, uid) {
+    if jobs::controller_uid(&existing) != Some(uid) {
         return Err(Error::NameTaken {
             job: name.to_owned(),
             namespace: ns.to_owned(),
         });
     }
-    if is_finished(&existing) {
+    if jobs::is_finished(&existing) {
         return Ok((Started::Finished, Action::requeue(Duration::from_secs(1))));
     }
     let loading = Started::Loading {
@@ -592,15 +588,10 @@ fn running_jobs(
     ctx: &Context,
     starting: &mut HashMap<String, Starting>,
 ) -> HashMap<String, String> {
-    let mut running: HashMap<String, String> = ctx
-        .jobs
-        .state()
-        .iter()
-        .filter(|j| !is_finished(j))
-        .map(|j| (j.name_any(), j.namespace().unwrap_or_default()))
-        .collect();
-    let known: HashSet<String> = ctx.jobs.state().iter().map(|j| j.name_any()).collect();
-    starting.retain(|name, s| !known.contains(name) && s.at.elapsed() < Duration::from_secs(60));
+    let mut running = ctx.jobs.running();
+    starting.retain(|name, s| {
+        !ctx.jobs.has(&s.crate_uid, name) && s.at.elapsed() < Duration::from_secs(60)
+    });
     for (name, s) in starting.iter() {
         running.insert(name.clone(), s.namespace.clone());
     }
@@ -608,26 +599,10 @@ fn running_jobs(
 }
 
 fn update_running_gauge(ctx: &Context) {
-    let running = ctx.jobs.state().iter().filter(|j| !is_finished(j)).count();
+    let running = ctx.jobs.running_count();
     ctx.metrics
         .jobs_running
         .set(i64::try_from(running).unwrap_or(i64::MAX));
-}
-
-fn is_finished(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        })
-}
-
-fn controlled_by(job: &Job, uid: &str) -> bool {
-    job.owner_references()
-        .iter()
-        .any(|o| o.controller == Some(true) && o.uid == uid)
 }
 
 /// A per-crate delay of up to a tenth of the interval, stable across restarts.
@@ -839,7 +814,8 @@ pub async fn run(
         };
     // Ready once both watches have listed; read from the streams (see `listed` for why).
     let listings = listed::Listings::new(2, ready);
-    let (job_store, job_writer) = reflector::store();
+    let jobs = Arc::new(jobs::Jobs::default());
+    let indexed = Arc::clone(&jobs);
     let job_events = watcher(
         jobs_api,
         watcher::Config::default()
@@ -848,7 +824,7 @@ pub async fn run(
     )
     .default_backoff()
     .modify(cached::trim_job)
-    .reflect(job_writer)
+    .inspect_ok(move |event| indexed.apply(event))
     .inspect_ok(listings.watch())
     .touched_objects();
     let (crate_store, crate_writer) = reflector::store();
@@ -859,7 +835,7 @@ pub async fn run(
         .inspect_ok(listings.watch())
         .applied_objects();
     let concurrency = u16::try_from(settings.max_concurrent_reconciles).unwrap_or(u16::MAX);
-    let ctx = Arc::new(Context::new(client, settings, job_store, recorder, metrics));
+    let ctx = Arc::new(Context::new(client, settings, jobs, recorder, metrics));
     let woken = ctx.take_woken();
     let controller = Controller::for_stream(crate_events, crate_store.clone())
         .with_config(controller::Config::default().concurrency(concurrency))

@@ -1,7 +1,7 @@
 //! Reconciler tests: `controller::reconcile` against a scripted mock API server.
 //!
 //! Each test builds a [`Harness`] (a real `Context` whose `kube::Client` talks to a
-//! `tower_test` mock service, plus the writer of the loader-Job store) and calls
+//! `tower_test` mock service, plus its loader-Job index) and calls
 //! [`Harness::reconcile`] with the requests that reconcile must make, in order. The mock
 //! server answers each one, asserting its method, path and query; it fails the test on any
 //! request that is not in the script and when the reconcile finishes before the script is
@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate_operator::controller::jobs::Jobs;
 use crate_operator::controller::{self, Context, Settings};
 use crate_operator::job::{self, ANNOTATION_TRIGGER, CONTAINER_NAME, JobConfig};
 use crate_operator::metrics::Metrics;
@@ -29,7 +30,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt as _};
 use serde_json::{Value, json};
@@ -610,11 +610,11 @@ impl Reconciled {
     }
 }
 
-/// A `Context` over a mock API server, plus the writer of its loader-Job store.
+/// A `Context` over a mock API server, plus its loader-Job index.
 struct Harness {
     ctx: Arc<Context>,
     handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
-    jobs: Writer<Job>,
+    jobs: Arc<Jobs>,
 }
 
 fn settings() -> Settings {
@@ -635,7 +635,7 @@ impl Harness {
     fn with(settings: Settings) -> Self {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
-        let (store, writer) = reflector::store::<Job>();
+        let jobs = Arc::new(Jobs::default());
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -646,21 +646,20 @@ impl Harness {
         let ctx = Context::new(
             client,
             settings,
-            store,
+            Arc::clone(&jobs),
             recorder,
             Arc::new(Metrics::default()),
         );
         Harness {
             ctx: Arc::new(ctx),
             handle,
-            jobs: writer,
+            jobs,
         }
     }
 
     /// Delivers a Job to the store, as the Job watch would.
     fn watch(&mut self, job: &Job) {
-        self.jobs
-            .apply_watcher_event(&watcher::Event::Apply(job.clone()));
+        self.jobs.apply(&watcher::Event::Apply(job.clone()));
     }
 
     /// The reconcile that the watch event of a status write triggers. It must start nothing and

@@ -9,6 +9,7 @@ use crate_operator_api::{AnalyticsCrate, AnalyticsCrateStatus};
 use crate_test_cluster::Kubelet;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt as _;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 
 use crate::Config;
@@ -69,18 +70,24 @@ pub struct Population<'a> {
     pub per_namespace: usize,
 }
 
+impl Population<'_> {
+    /// The namespaces of these crates.
+    pub fn namespaces(&self) -> Vec<String> {
+        (0..self.crates.div_ceil(self.per_namespace))
+            .map(|i| namespace_of(self.prefix, i))
+            .collect()
+    }
+}
+
 /// Creates the namespaces (Pod Security "restricted", like a real crate namespace) and the
-/// crates, `CREATE_CONCURRENCY` requests at a time; returns each crate's API.
+/// crates, `CREATE_CONCURRENCY` requests at a time; returns the crates as created.
 pub async fn create_crates(
     population: &Population<'_>,
     client: &kube::Client,
     url: &str,
-) -> anyhow::Result<Vec<(Api<AnalyticsCrate>, String)>> {
+) -> anyhow::Result<Vec<AnalyticsCrate>> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let count = population.crates.div_ceil(population.per_namespace);
-    let names: Vec<String> = (0..count)
-        .map(|i| namespace_of(population.prefix, i))
-        .collect();
+    let names = population.namespaces();
     all_at_once(names.iter().map(|name| {
         let namespace = Namespace {
             metadata: ObjectMeta {
@@ -99,49 +106,44 @@ pub async fn create_crates(
     .await
     .context("failed to create a namespace")?;
 
-    let crates: Vec<(Api<AnalyticsCrate>, String)> = (0..population.crates)
-        .map(|i| {
-            let namespace = &names[i / population.per_namespace];
-            (
-                Api::namespaced(client.clone(), namespace),
-                format!("crate-{i:05}"),
-            )
-        })
-        .collect();
-    all_at_once(crates.iter().map(|(api, name)| {
-        let object = crate_test_cluster::operator::analytics_crate(name, url, PATH);
+    all_at_once((0..population.crates).map(|i| {
+        let api: Api<AnalyticsCrate> =
+            Api::namespaced(client.clone(), &names[i / population.per_namespace]);
+        let object =
+            crate_test_cluster::operator::analytics_crate(&format!("crate-{i:05}"), url, PATH);
         async move { api.create(&PostParams::default(), &object).await }
     }))
     .await
-    .context("failed to create a crate")?;
-    Ok(crates)
+    .context("failed to create a crate")
 }
 
-/// Writes `status` to every crate, as the manager does (server-side apply, its field manager):
-/// the crates look as a finished load leaves them.
+/// Writes `status(name)` to every crate, as the manager does (server-side apply, its field
+/// manager): the crates look as a finished load leaves them.
 pub async fn seed_status(
-    crates: &[(Api<AnalyticsCrate>, String)],
-    status: &AnalyticsCrateStatus,
+    client: &kube::Client,
+    crates: &[AnalyticsCrate],
+    status: impl Fn(&str) -> AnalyticsCrateStatus,
 ) -> anyhow::Result<()> {
-    let body = serde_json::json!({
-        "apiVersion": "xlscsde.nhs.uk/v1",
-        "kind": "AnalyticsCrate",
-        "status": status,
-    });
     let params = PatchParams::apply(crate_operator::controller::FIELD_MANAGER).force();
-    let patch = Patch::Apply(&body);
-    all_at_once(
-        crates
-            .iter()
-            .map(|(api, name)| api.patch_status(name, &params, &patch)),
-    )
+    all_at_once(crates.iter().map(|ac| {
+        let name = ac.name_any();
+        let api: Api<AnalyticsCrate> =
+            Api::namespaced(client.clone(), &ac.namespace().unwrap_or_default());
+        let body = serde_json::json!({
+            "apiVersion": "xlscsde.nhs.uk/v1",
+            "kind": "AnalyticsCrate",
+            "status": status(&name),
+        });
+        let params = &params;
+        async move { api.patch_status(&name, params, &Patch::Apply(&body)).await }
+    }))
     .await
     .context("failed to write a crate's status")?;
     Ok(())
 }
 
 /// Runs `requests`, `CREATE_CONCURRENCY` at a time; the first error if any failed.
-async fn all_at_once<T, E>(
+pub async fn all_at_once<T, E>(
     requests: impl Iterator<Item = impl Future<Output = Result<T, E>>>,
 ) -> Result<Vec<T>, E> {
     futures::stream::iter(requests)

@@ -265,6 +265,38 @@ fn resume_at_scale(report: &mut Report, s: &crate::seeded::AtScale) {
         s.settled_stats.rss_kib,
     );
     report.time("manager_cpu_secs", "manager CPU time", s.settled_stats.cpu);
+    let t = &s.turnover;
+    report.count(
+        "turnover_jobs",
+        "then every seeded Job deleted and created again",
+        t.jobs,
+    );
+    report.time("turnover_secs", "  took", t.took);
+    report.count(
+        "turnover_jobs_created",
+        "  loader Jobs created",
+        t.jobs_created,
+    );
+    report.count(
+        "turnover_statuses_changed",
+        "  crate statuses changed (a re-created Job shows as running until its status is written)",
+        t.statuses_changed,
+    );
+    report.number(
+        "turnover_reconcile_errors",
+        "  reconcile errors",
+        t.reconcile_errors,
+    );
+    report.mib(
+        "turnover_rss_mib",
+        "  RSS (VmRSS) after it and the settling pause",
+        t.stats.rss_kib,
+    );
+    report.mib(
+        "turnover_peak_rss_mib",
+        "  peak RSS (VmHWM) by then",
+        t.stats.peak_rss_kib,
+    );
 }
 
 fn health(report: &mut Report, r: &Results) {

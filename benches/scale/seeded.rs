@@ -10,14 +10,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use crate_operator_api::AnalyticsCrateStatus;
+use crate_operator_api::{AnalyticsCrate, AnalyticsCrateStatus};
 use crate_test_cluster::audit::Requests;
-use crate_test_cluster::operator::ProcessStats;
+use crate_test_cluster::operator::{Manager, ProcessStats};
 use jiff::Timestamp;
 
+use crate::finished;
 use crate::fixture::{Population, create_crates, seed_status};
 use crate::track::{Snapshot, Tracker, ready_at};
-use crate::{Config, METRICS_EVERY, Setup, Window, count, metrics, start_manager};
+use crate::{Config, METRICS_EVERY, Metrics, Setup, Window, count, metrics, start_manager};
 
 /// What the phase measured.
 pub struct AtScale {
@@ -40,6 +41,18 @@ pub struct AtScale {
     /// each falls in.
     pub percentiles: Vec<(u8, Option<f64>)>,
     pub requests: Requests,
+    pub turnover: Turned,
+}
+
+/// What turning over every seeded Job measured.
+pub struct Turned {
+    pub jobs: usize,
+    pub took: Duration,
+    pub jobs_created: usize,
+    pub statuses_changed: usize,
+    pub reconcile_errors: f64,
+    /// The manager after the settling pause that follows.
+    pub stats: ProcessStats,
 }
 
 /// Seeds the crates, starts a manager on everything and waits until it has reconciled each
@@ -52,38 +65,19 @@ pub async fn phase(
     if config.resume_crates == 0 {
         return Ok(None);
     }
-    let template = loaded_status(tracker, &setup.head)?;
-    eprintln!("scale: seeding {} up-to-date crates", config.resume_crates);
-    let seeding = Instant::now();
-    let client = setup.plane.admin_client().await?;
-    let population = Population {
-        prefix: "seed",
-        crates: config.resume_crates,
-        per_namespace: config.resume_per_namespace,
-    };
-    let seeded = create_crates(&population, &client, &setup.url).await?;
-    seed_status(&seeded, &template).await?;
+    let (seeded, seed_took) = Seeded::create(config, setup, tracker).await?;
     let total = config.crates + config.resume_crates;
-    tracker
-        .until("the seeded crates are seen Ready", config.timeout, |w| {
-            w.ready(&setup.head) >= total
-        })
-        .await?;
-    let seed_took = seeding.elapsed();
-
     let before = Snapshot::take(&tracker.world);
     eprintln!("scale: starting a manager on {total} up-to-date crates");
     let (manager, log) = start_manager(config, setup, "scale-m2")?;
     let (start, started_at) = (Instant::now(), Timestamp::now());
     let (mut first_reconcile, mut reconciled) = (None, None);
-    let mut last: Option<Instant> = None;
-    tracker
-        .until("every crate was reconciled", config.timeout, |_| {
-            if last.is_some_and(|at| at.elapsed() < METRICS_EVERY) {
-                return false;
-            }
-            last = Some(Instant::now());
-            let m = metrics(&manager);
+    until_metrics(
+        config,
+        tracker,
+        &manager,
+        "every crate was reconciled",
+        |m| {
             if m.reconciles >= 1.0 {
                 first_reconcile.get_or_insert(start.elapsed());
             }
@@ -91,13 +85,19 @@ pub async fn phase(
                 reconciled.get_or_insert(start.elapsed());
             }
             reconciled.is_some()
-        })
-        .await
-        .with_context(|| format!("the manager's log ends:\n{}", manager.log_tail()))?;
+        },
+    )
+    .await?;
     let reconciled_stats = manager.stats()?;
     tracker.run_for(config.settle).await?;
     let settled_stats = manager.stats()?;
     let window = (started_at, Timestamp::now());
+    let reconcile_errors = metrics(&manager).errors;
+    let (jobs_created, statuses_changed) = (
+        before.jobs_created(&tracker.world),
+        before.statuses_changed(&tracker.world),
+    );
+    let turnover = seeded.turn_over(config, tracker, &manager).await?;
     let text = manager
         .get("/metrics")
         .map(|(_, text)| text)
@@ -121,16 +121,131 @@ pub async fn phase(
         jobs: before.jobs.len(),
         first_reconcile,
         reconciled: reconciled.unwrap_or_default(),
-        jobs_created: before.jobs_created(&tracker.world),
-        statuses_changed: before.statuses_changed(&tracker.world),
-        reconcile_errors: metrics(&manager).errors,
+        jobs_created,
+        statuses_changed,
+        reconcile_errors,
         reconciled_stats,
         settled_stats,
         percentiles,
         requests: Requests::default(),
+        turnover,
     };
     manager.stop();
     Ok(Some((log, seeded)))
+}
+
+/// The seeded crates and what their Jobs copy.
+struct Seeded {
+    client: kube::Client,
+    namespaces: Vec<String>,
+    crates: Vec<AnalyticsCrate>,
+    template: finished::Template,
+    finished_at: Timestamp,
+}
+
+impl Seeded {
+    /// Creates the crates, their statuses and their finished Jobs, and waits until the tracker
+    /// has seen them all; returns them and how long that took.
+    async fn create(
+        config: &Config,
+        setup: &Setup,
+        tracker: &mut Tracker,
+    ) -> anyhow::Result<(Seeded, Duration)> {
+        let status = loaded_status(tracker, &setup.head)?;
+        let finished_at = (status.last_load_time.as_ref().map(|t| t.0))
+            .context("the loaded crate's status has no lastLoadTime")?;
+        eprintln!(
+            "scale: seeding {} up-to-date crates and their finished Jobs",
+            config.resume_crates
+        );
+        let seeding = Instant::now();
+        let client = setup.plane.admin_client().await?;
+        let template = finished::Template::take(&client).await?;
+        let population = Population {
+            prefix: "seed",
+            crates: config.resume_crates,
+            per_namespace: config.resume_per_namespace,
+        };
+        let crates = create_crates(&population, &client, &setup.url).await?;
+        seed_status(&client, &crates, |name| finished::recorded(&status, name)).await?;
+        finished::create(&client, &crates, &template, finished_at).await?;
+        let total = config.crates + config.resume_crates;
+        let jobs = tracker.world.jobs.len() + config.resume_crates;
+        tracker
+            .until(
+                "the seeded crates are seen Ready, and their Jobs",
+                config.timeout,
+                |w| w.ready(&setup.head) >= total && w.jobs.len() >= jobs,
+            )
+            .await?;
+        let seeded = Seeded {
+            client,
+            namespaces: population.namespaces(),
+            crates,
+            template,
+            finished_at,
+        };
+        Ok((seeded, seeding.elapsed()))
+    }
+
+    /// Jobs coming and going: every seeded Job deleted, then created again as it was, the way
+    /// the Jobs' TTL removes them and loads bring new ones. The manager's memory should come
+    /// back to where it was, and none of this is a reason to load.
+    async fn turn_over(
+        &self,
+        config: &Config,
+        tracker: &mut Tracker,
+        manager: &Manager,
+    ) -> anyhow::Result<Turned> {
+        let jobs = self.crates.len();
+        eprintln!("scale: deleting the {jobs} seeded Jobs and creating them again");
+        let before = Snapshot::take(&tracker.world);
+        let start = Instant::now();
+        // A Job deleted or created wakes its crate once: the reconciles count both sightings.
+        let reconciles = metrics(manager).reconciles;
+        let what = "the Jobs' crates were reconciled";
+        finished::delete(&self.client, &self.namespaces).await?;
+        until_metrics(config, tracker, manager, what, |m| {
+            m.reconciles >= reconciles + count(jobs)
+        })
+        .await?;
+        finished::create(&self.client, &self.crates, &self.template, self.finished_at).await?;
+        until_metrics(config, tracker, manager, what, |m| {
+            m.reconciles >= reconciles + count(2 * jobs)
+        })
+        .await?;
+        let took = start.elapsed();
+        tracker.run_for(config.settle).await?;
+        Ok(Turned {
+            jobs,
+            took,
+            jobs_created: before.jobs_created(&tracker.world),
+            statuses_changed: before.statuses_changed(&tracker.world),
+            reconcile_errors: metrics(manager).errors,
+            stats: manager.stats()?,
+        })
+    }
+}
+
+/// Waits until `done` holds for the manager's `/metrics`, read every `METRICS_EVERY`.
+async fn until_metrics(
+    config: &Config,
+    tracker: &mut Tracker,
+    manager: &Manager,
+    what: &str,
+    mut done: impl FnMut(&Metrics) -> bool,
+) -> anyhow::Result<()> {
+    let mut last: Option<Instant> = None;
+    tracker
+        .until(what, config.timeout, |_| {
+            if last.is_some_and(|at| at.elapsed() < METRICS_EVERY) {
+                return false;
+            }
+            last = Some(Instant::now());
+            done(&metrics(manager))
+        })
+        .await
+        .with_context(|| format!("the manager's log ends:\n{}", manager.log_tail()))
 }
 
 /// The status of a crate the load phase loaded, to seed others with.

@@ -1,6 +1,7 @@
 //! Pure helpers of the controller. The reconcile itself is tested against a mock API server in
 //! `tests/reconcile.rs`.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
