@@ -112,6 +112,24 @@ fn preview(args: &PreviewArgs, log: &LogArgs) -> i32 {
 fn validate(args: &ValidateArgs) -> i32 {
     let (file, report) = match run::validate(args) {
         Ok(r) => r,
+        // A script reading `--format json` gets JSON whatever went wrong, with the reason.
+        Err(failure) if matches!(args.format, Format::Json) => {
+            let doc = serde_json::json!({
+                "file": args.path,
+                "valid": false,
+                "errors": 1,
+                "warnings": 0,
+                "diagnostics": [{
+                    "severity": "error",
+                    "entity": null,
+                    "property": null,
+                    "message": failure.message,
+                }],
+            });
+            println!("{doc:#}");
+            eprintln!("error: {}", failure.message);
+            return failure.outcome.exit_code();
+        }
         Err(failure) => return report_failure(&failure),
     };
     let (errors, warnings) = (report.errors().count(), report.warnings().count());

@@ -18,7 +18,7 @@ use crate::cli::{LoadArgs, LogArgs, PreviewArgs, SourceArgs, ValidateArgs};
 use crate::credentials::{Credentials, CredentialsError};
 use crate::fetch::{FetchError, FetchRequest, Fetched};
 use crate::render::{self, CrateRef, Inputs};
-use crate::rocrate::{self, Fallback, Report};
+use crate::rocrate::{self, Diagnostic, Fallback, Missing, Payload, Report};
 use crate::source::{Branch, MetadataPath, Policy, Source, SourceError};
 use crate::worker;
 
@@ -121,7 +121,11 @@ fn fetch_isolated(
     deadline: Instant,
     skip_if_head_is: Option<&str>,
 ) -> Result<Fetched, FetchError> {
-    let request = fetch_request(args, prepared, deadline, skip_if_head_is);
+    let json = args.limits.json();
+    let paths = move |bytes: &[u8]| rocrate::payload_paths(bytes, &json);
+    let mut request = fetch_request(args, prepared, deadline, skip_if_head_is);
+    // Used when the fetch runs here (a local repository); the worker builds its own.
+    request.payload_paths = Some(&paths);
     let isolated = worker::Isolated {
         source: args,
         parsed: &prepared.source,
@@ -148,18 +152,23 @@ fn fetch_request<'a>(
         deadline,
         work_dir: args.work_dir.as_deref(),
         skip_if_head_is,
+        payload_paths: None,
     }
 }
 
 /// Validates and maps fetched bytes, turning a crate with errors into an `InvalidCrate` failure
-/// whose message lists the first errors (the full report travels alongside).
+/// whose message lists the first errors (the full report travels alongside). `missing` are the
+/// data entity paths the fetched commit lacks (`None`: presence was not checked).
 fn check_crate(
     content: &[u8],
+    missing: Option<Vec<String>>,
     args: &SourceArgs,
     prepared: &Prepared,
     rev: &str,
 ) -> Result<rocrate::Loaded, Failure> {
-    rocrate::load(content, &args.limits.json(), &prepared.fallback).map_err(|report| {
+    let payload = missing.map(|paths| Missing(paths.into_iter().collect()));
+    let payload = payload.as_ref().map(|p| p as &dyn Payload);
+    rocrate::load(content, &args.limits.json(), &prepared.fallback, payload).map_err(|report| {
         let errors: Vec<String> = report.errors().take(3).map(ToString::to_string).collect();
         let total = report.errors().count();
         let more = if total > errors.len() {
@@ -197,11 +206,15 @@ pub fn preview(args: &PreviewArgs, log: &LogArgs, deadline: Instant) -> Result<P
     let prepared = prepare(src, true)?;
     let fetched = fetch_isolated(src, &prepared, log, deadline, args.last_commit.as_deref())?;
     let rev = revision(&src.branch, fetched.commit());
-    let (commit, content) = match fetched {
+    let (commit, content, missing) = match fetched {
         Fetched::Unchanged { .. } => return Ok(Previewed::Unchanged { revision: rev }),
-        Fetched::File { commit, content } => (commit, content),
+        Fetched::File {
+            commit,
+            content,
+            missing,
+        } => (commit, content, missing),
     };
-    let loaded = check_crate(&content, src, &prepared, &rev)?;
+    let loaded = check_crate(&content, missing, src, &prepared, &rev)?;
     let name = args
         .name
         .clone()
@@ -275,17 +288,19 @@ async fn load_steps(
     let rev = revision(&src.branch, &commit);
     result.commit = Some(commit.clone());
     result.revision = Some(rev.clone());
-    let content = match fetched {
+    let (content, missing) = match fetched {
         Fetched::Unchanged { .. } => {
             result.outcome = Outcome::UpToDate;
             result.message =
                 format!("{rev} is already loaded and nothing else changed; fetched no objects");
             return Ok(());
         }
-        Fetched::File { content, .. } => content,
+        Fetched::File {
+            content, missing, ..
+        } => (content, missing),
     };
     info!(revision = %rev, bytes = content.len(), "fetched metadata");
-    let loaded = check_crate(&content, src, &prepared, &rev)?;
+    let loaded = check_crate(&content, missing, src, &prepared, &rev)?;
     log_report(&loaded.report);
     result.warnings = u32::try_from(loaded.report.warnings().count()).unwrap_or(u32::MAX);
     let datasource = render::datasource(&owner.name, loaded.spec, &inputs, &commit);
@@ -313,19 +328,71 @@ fn log_report(report: &Report) {
     }
 }
 
-/// Validates a local metadata file (or `DIR/ro-crate-metadata.json`).
+/// The metadata file's name since RO-Crate 1.0, and the name RO-Crate 0.2-DRAFT used.
+const METADATA_FILE: &str = "ro-crate-metadata.json";
+const DRAFT_METADATA_FILE: &str = "ro-crate-metadata.jsonld";
+
+/// Validates a local metadata file (or `DIR/ro-crate-metadata.json`). The payload is checked in
+/// the crate's directory: `DIR`, or the directory of a file whose name ends in
+/// `ro-crate-metadata.json` (a detached crate's `NAME-ro-crate-metadata.json` too); any other
+/// file name is a metadata file on its own, such as a test fixture, and has no payload to check.
 pub fn validate(args: &ValidateArgs) -> Result<(PathBuf, Report), Failure> {
-    let file = if args.path.is_dir() {
-        args.path.join("ro-crate-metadata.json")
-    } else {
-        args.path.clone()
-    };
+    let (file, draft) = metadata_file(&args.path)?;
     let bytes = read_bounded(&file, args.max_file_bytes)?;
     let limits = rocrate::Limits {
         max_bytes: usize::try_from(args.max_file_bytes).unwrap_or(usize::MAX),
         max_depth: args.max_json_depth,
     };
-    Ok((file, rocrate::validate(&bytes, &limits)))
+    let crate_dir = file
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.ends_with(METADATA_FILE) || name == DRAFT_METADATA_FILE)
+        .then(|| file.parent().map(Path::to_path_buf))
+        .flatten();
+    // Any entry counts, a symbolic link included, as it would in a git tree.
+    let present = |path: &str| {
+        crate_dir
+            .as_ref()
+            .is_some_and(|dir| dir.join(path).symlink_metadata().is_ok())
+    };
+    let payload = crate_dir.is_some().then_some(&present as &dyn Payload);
+    let mut report = rocrate::validate(&bytes, &limits, payload);
+    if draft {
+        report.diagnostics.insert(
+            0,
+            Diagnostic::error(format!(
+                "{} has no {METADATA_FILE} but has {DRAFT_METADATA_FILE}, the name RO-Crate \
+                 0.2-DRAFT used (validated below); RO-Crate 1.0 and later name the metadata file \
+                 {METADATA_FILE}: rename it",
+                crate::escape::controls(&args.path.display().to_string())
+            )),
+        );
+    }
+    Ok((file, report))
+}
+
+/// The metadata file `path` names: itself, or in a directory its `ro-crate-metadata.json`, else
+/// (flagged `true`) the 0.2-DRAFT `ro-crate-metadata.jsonld`.
+fn metadata_file(path: &Path) -> Result<(PathBuf, bool), Failure> {
+    if !path.is_dir() {
+        return Ok((path.to_owned(), false));
+    }
+    let file = path.join(METADATA_FILE);
+    if file.exists() {
+        return Ok((file, false));
+    }
+    let draft = path.join(DRAFT_METADATA_FILE);
+    if draft.is_file() {
+        return Ok((draft, true));
+    }
+    Err(Failure::new(
+        Outcome::NotFound,
+        format!(
+            "{} is not an RO-Crate: it has no {METADATA_FILE}; give the crate's directory or its \
+             metadata file",
+            crate::escape::controls(&path.display().to_string())
+        ),
+    ))
 }
 
 /// Reads at most `max + 1` bytes so an enormous file is refused without being read whole; the

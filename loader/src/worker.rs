@@ -12,7 +12,9 @@
 //! a short grace) it kills the worker, and the directory is removed on every path.
 //!
 //! Protocol: the parent passes flags (never secrets: credentials stay in files) and reads one
-//! JSON [`Reply`] line from the worker's stdout, followed by the metadata file's bytes.
+//! JSON [`Reply`] line from the worker's stdout, followed by the metadata file's bytes and the
+//! payload paths the commit lacks (the worker parses the metadata for their list: it is the
+//! process with a memory cap).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::os::unix::process::ExitStatusExt as _;
@@ -45,10 +47,12 @@ enum Reply {
     Unchanged {
         commit: String,
     },
-    /// `len` bytes of the file follow the reply line.
+    /// `len` bytes of the file follow the reply line, then `missing` bytes of a JSON array of
+    /// the payload paths the commit does not have (none when the check did not run).
     File {
         commit: String,
         len: u64,
+        missing: Option<u64>,
     },
     Failed(FetchError),
 }
@@ -155,10 +159,29 @@ fn read_reply(stdout: impl std::io::Read, max_file: u64) -> Option<Result<Fetche
     match serde_json::from_slice::<Reply>(&line).ok()? {
         Reply::Unchanged { commit } => Some(Ok(Fetched::Unchanged { commit })),
         Reply::Failed(error) => Some(Err(error)),
-        Reply::File { commit, len } if len <= max_file => {
+        Reply::File {
+            commit,
+            len,
+            missing,
+        } if len <= max_file => {
             let mut content = Vec::new();
-            reader.take(len).read_to_end(&mut content).ok()?;
-            (content.len() as u64 == len).then_some(Ok(Fetched::File { commit, content }))
+            (&mut reader).take(len).read_to_end(&mut content).ok()?;
+            if content.len() as u64 != len {
+                return None;
+            }
+            // The paths come from the file, so their list is never much larger than it.
+            let missing = missing
+                .filter(|&n| n <= max_file.saturating_mul(2).saturating_add(MAX_REPLY_LINE))
+                .and_then(|n| {
+                    let mut list = Vec::new();
+                    reader.take(n).read_to_end(&mut list).ok()?;
+                    serde_json::from_slice::<Vec<String>>(&list).ok()
+                });
+            Some(Ok(Fetched::File {
+                commit,
+                content,
+                missing,
+            }))
         }
         Reply::File { .. } => None,
     }
@@ -253,6 +276,7 @@ fn worker_flags(isolated: &Isolated<'_>, area: &Path) -> Vec<std::ffi::OsString>
     flag("max-transfer-bytes", &s.limits.max_transfer_bytes);
     flag("max-objects", &s.limits.max_objects);
     flag("max-file-bytes", &s.limits.max_file_bytes);
+    flag("max-json-depth", &s.limits.max_json_depth);
     flag("max-memory-bytes", &s.limits.max_memory_bytes);
     flag("log-format", &isolated.log.log_format.as_str());
     flag("log-level", &isolated.log.log_level);
@@ -275,6 +299,8 @@ fn worker_flags(isolated: &Isolated<'_>, area: &Path) -> Vec<std::ffi::OsString>
 pub fn serve(args: &WorkerArgs) -> i32 {
     let source = &args.source;
     let limits = source.limits.fetch();
+    let json_limits = source.limits.json();
+    let payload_paths = move |bytes: &[u8]| crate::rocrate::payload_paths(bytes, &json_limits);
     let reply = prepare(source).and_then(|(parsed, path, credentials)| {
         cap_memory(&limits)?;
         let deadline = Instant::now() + source.timeout;
@@ -288,24 +314,34 @@ pub fn serve(args: &WorkerArgs) -> i32 {
             deadline,
             work_dir: source.work_dir.as_deref(),
             skip_if_head_is: args.last_commit.as_deref(),
+            payload_paths: Some(&payload_paths),
         })
     });
-    let (header, content) = match reply {
-        Ok(Fetched::Unchanged { commit }) => (Reply::Unchanged { commit }, Vec::new()),
-        Ok(Fetched::File { commit, content }) => (
-            Reply::File {
+    let (header, content, missing) = match reply {
+        Ok(Fetched::Unchanged { commit }) => (Reply::Unchanged { commit }, Vec::new(), Vec::new()),
+        Ok(Fetched::File {
+            commit,
+            content,
+            missing,
+        }) => {
+            let missing = missing
+                .and_then(|list| serde_json::to_vec(&list).ok())
+                .unwrap_or_default();
+            let header = Reply::File {
                 commit,
                 len: content.len() as u64,
-            },
-            content,
-        ),
-        Err(error) => (Reply::Failed(error), Vec::new()),
+                missing: (!missing.is_empty()).then_some(missing.len() as u64),
+            };
+            (header, content, missing)
+        }
+        Err(error) => (Reply::Failed(error), Vec::new(), Vec::new()),
     };
     let mut out = std::io::stdout().lock();
     let written = serde_json::to_writer(&mut out, &header)
         .map_err(std::io::Error::other)
         .and_then(|()| out.write_all(b"\n"))
         .and_then(|()| out.write_all(&content))
+        .and_then(|()| out.write_all(&missing))
         .and_then(|()| out.flush());
     i32::from(written.is_err())
 }

@@ -203,10 +203,27 @@ fn no_credential_reaches_stdout_or_stderr_on_success_or_failure() {
     }
 }
 
-#[test]
-fn validate_reports_warnings_and_exits_zero_for_a_valid_crate() {
+/// A directory holding the example crate's metadata and, unless left out, its payload.
+fn example_dir(left_out: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("ro-crate-metadata.json"), EXAMPLE_CRATE).expect("write");
+    for (path, text) in EXAMPLE_PAYLOAD {
+        let relative = path
+            .strip_prefix("bagit/data/")
+            .expect("payload under bagit/data");
+        if left_out.contains(&relative) {
+            continue;
+        }
+        let file = dir.path().join(relative);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(file, text).expect("write");
+    }
+    dir
+}
+
+#[test]
+fn validate_reports_warnings_and_exits_zero_for_a_valid_crate() {
+    let dir = example_dir(&[]);
     let (code, stdout, stderr) = run(loader().arg("validate").arg(dir.path()));
     assert_eq!(code, 0, "{stdout}{stderr}");
     // The example keeps cr8tor's real-world quirk: a publisher typed `Organisation`.
@@ -216,6 +233,65 @@ fn validate_reports_warnings_and_exits_zero_for_a_valid_crate() {
     );
     assert!(
         stdout.trim_end().ends_with("0 error(s), 1 warning(s)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn validate_of_a_directory_names_each_data_entity_missing_from_it() {
+    let dir = example_dir(&["data/cr8-ingress.yaml"]);
+    let (code, stdout, stderr) = run(loader().arg("validate").arg(dir.path()));
+    assert_eq!(code, 0, "a missing file is a warning: {stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "warning: entity 'data/cr8-ingress.yaml' property '@id': File 'data/cr8-ingress.yaml' \
+             is described but not in the crate"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("0 error(s), 2 warning(s)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn validate_of_a_directory_without_a_crate_prints_json_with_the_error_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, stdout, stderr) = run(loader()
+        .args(["validate", "--format", "json"])
+        .arg(dir.path()));
+    assert_eq!(code, Outcome::NotFound.exit_code(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["errors"], 1);
+    let message = report["diagnostics"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("has no ro-crate-metadata.json"),
+        "{message}"
+    );
+}
+
+#[test]
+fn validate_of_a_0_2_draft_crate_names_the_jsonld_descriptor_it_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("ro-crate-metadata.jsonld"),
+        r#"{"@context":"https://w3id.org/ro/crate/0.2-DRAFT/context","@graph":[
+            {"@id":"ro-crate-metadata.jsonld","@type":"CreativeWork","about":{"@id":"./"}},
+            {"@id":"./","@type":"Dataset","name":"x","description":"y","datePublished":"2019","license":"MIT"}]}"#,
+    )
+    .expect("write");
+    let (code, stdout, _) = run(loader().arg("validate").arg(dir.path()));
+    assert_eq!(code, Outcome::InvalidCrate.exit_code(), "{stdout}");
+    assert!(
+        stdout.contains("has no ro-crate-metadata.json but has ro-crate-metadata.jsonld"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("entity 'ro-crate-metadata.jsonld' property '@id'"),
         "{stdout}"
     );
 }

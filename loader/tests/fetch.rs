@@ -41,7 +41,8 @@ fn a_crate_is_read_over_git_daemon_at_the_branch_head() {
         fetched,
         Fetched::File {
             commit: repo.head("main"),
-            content: CRATE.to_vec()
+            content: CRATE.to_vec(),
+            missing: None,
         }
     );
 }
@@ -65,7 +66,8 @@ fn the_requested_branch_is_read_not_the_default_one() {
         fetch.run().expect("fetch"),
         Fetched::File {
             commit: repo.head("dev"),
-            content: b"{\"dev\":true}".to_vec()
+            content: b"{\"dev\":true}".to_vec(),
+            missing: None,
         }
     );
 }
@@ -156,7 +158,8 @@ fn a_new_commit_is_fetched_even_when_a_previous_one_was_loaded() {
         fetched,
         Fetched::File {
             commit: repo.head("main"),
-            content: b"{\"v\":2}".to_vec()
+            content: b"{\"v\":2}".to_vec(),
+            missing: None,
         }
     );
 }
@@ -477,7 +480,8 @@ fn ssh_with_a_listed_host_key_and_an_authorised_key_reads_the_crate() {
         fetched,
         Fetched::File {
             commit: repo.head("main"),
-            content: CRATE.to_vec()
+            content: CRATE.to_vec(),
+            missing: None,
         }
     );
 }

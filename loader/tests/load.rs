@@ -456,6 +456,20 @@ fn a_new_commit_is_applied_with_its_new_revision() {
 }
 
 #[test]
+fn a_data_entity_missing_from_the_commit_is_a_warning_and_the_crate_still_loads() {
+    let repo = example_repo_without(&["bagit/data/data/cr8-ingress.yaml"]);
+    let fx = Fixture::http(repo);
+    let ran = fx.load(&[]);
+    ran.assert_outcome(Outcome::Loaded);
+    assert_eq!(ran.result.warnings, 2, "{ran}");
+    assert!(
+        ran.stderr
+            .contains("File 'data/cr8-ingress.yaml' is described but not in the crate"),
+        "{ran}"
+    );
+}
+
+#[test]
 fn a_field_the_crate_no_longer_has_is_removed_from_the_datasource() {
     let fx = Fixture::http(example_repo());
     let before = fx.load_once();

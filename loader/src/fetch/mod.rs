@@ -7,7 +7,8 @@
 //! Hardening: the fetch goes into a throw-away bare repository (no work tree, so no checkout, no
 //! hooks, no submodules, no filters ever run); one branch, depth 1, no tags; the metadata blob is
 //! read straight from the commit's tree ([`tree`]), refusing symlinks, gitlinks, oversize blobs
-//! and objects whose type is not what the tree says. The network is ours ([`crate::transport`]):
+//! and objects whose type is not what the tree says. The same trees answer which of the crate's
+//! data entity paths exist (payload presence), without reading any other blob. The network is ours ([`crate::transport`]):
 //! every byte counts against the budget, credentials go only to the repository's own origin, and
 //! ssh requires the host key in `known_hosts`. In production the whole fetch runs in a
 //! memory-capped child process ([`crate::worker`]).
@@ -77,15 +78,26 @@ pub struct FetchRequest<'a> {
     pub work_dir: Option<&'a Path>,
     /// When the branch head equals this commit, stop after the ref advertisement.
     pub skip_if_head_is: Option<&'a str>,
+    /// The crate paths to look up in the commit's trees once the metadata file is read (the
+    /// payload-presence check, see [`crate::rocrate::Payload`]); `None` looks up nothing.
+    pub payload_paths: Option<&'a PayloadPaths>,
 }
+
+/// From the metadata file's bytes, the paths of the crate's data entities.
+pub type PayloadPaths = dyn Fn(&[u8]) -> Vec<String> + Sync;
 
 /// What the fetch found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fetched {
     /// The branch head is the commit the caller already has; no objects were fetched.
     Unchanged { commit: String },
-    /// The metadata file's bytes at the branch head.
-    File { commit: String, content: Vec<u8> },
+    /// The metadata file's bytes at the branch head, and which of the payload paths asked for
+    /// are not in the commit (`None` when none were asked for).
+    File {
+        commit: String,
+        content: Vec<u8>,
+        missing: Option<Vec<String>>,
+    },
 }
 
 impl Fetched {
@@ -223,7 +235,15 @@ fn read_at(
         memory_limit: req.limits.max_memory_bytes,
     };
     let content = tree::read_file(repo, head, req.path, &origin, req.limits.max_file_bytes)?;
-    Ok(Fetched::File { commit, content })
+    // Only trees are read for this, never a blob: a partial fetch without blobs can answer too.
+    let missing = req
+        .payload_paths
+        .map(|paths| tree::missing(repo, head, req.path, &paths(&content)));
+    Ok(Fetched::File {
+        commit,
+        content,
+        missing,
+    })
 }
 
 /// The branch names among advertised refs, escaped, at most 20, for a "no such branch" hint.

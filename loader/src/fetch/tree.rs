@@ -1,9 +1,12 @@
-//! Reading the metadata file straight from a commit's tree, without a work tree.
+//! Reading the metadata file straight from a commit's tree, without a work tree, and looking
+//! up which of the crate's data entity paths the tree has (payload presence).
 //!
 //! Every object is looked up by id and its type checked against what the tree says it is: a
 //! repository (or a server) can claim a file where there is a directory, point a branch at a
 //! tree, or leave objects out. Those are the repository's fault and permanent, so they become
 //! [`FetchError::Damaged`] or [`FetchError::NotACommit`], never a retried internal error.
+
+use std::collections::HashMap;
 
 use git2::{ErrorCode, ObjectType, Oid, Repository};
 
@@ -192,4 +195,103 @@ pub(super) fn read_file(
         path: shown,
         revision: origin.revision.to_owned(),
     })
+}
+
+/// Which of `paths` (relative to the directory of the metadata file) have no entry in the tree
+/// of `commit`. Only trees are read, each once, and each checked to be a tree by its header
+/// first (a hostile entry may call a huge blob a directory). A lookup that cannot be answered (a
+/// damaged repository) counts as present: payload presence is a warning, and a false one is
+/// worse than a missed one.
+pub(super) fn missing(
+    repo: &Repository,
+    commit: Oid,
+    metadata: &MetadataPath,
+    paths: &[String],
+) -> Vec<String> {
+    let Ok(root) = repo.find_commit(commit).and_then(|c| c.tree()) else {
+        return Vec::new();
+    };
+    let components = metadata.components();
+    let crate_dir = components[..components.len().saturating_sub(1)].join("/");
+    let mut walker = Walker {
+        repo,
+        dirs: HashMap::from([(String::new(), Dir::Tree(root))]),
+    };
+    paths
+        .iter()
+        // Deeper than any real crate; the walk recurses once per component.
+        .filter(|path| path.matches('/').count() < MAX_PATH_DEPTH)
+        .filter(|path| {
+            let full = if crate_dir.is_empty() {
+                (*path).clone()
+            } else {
+                format!("{crate_dir}/{path}")
+            };
+            walker.lookup(&full) == Dir::Absent
+        })
+        .cloned()
+        .collect()
+}
+
+/// Paths with more components than this are not looked up (and so never reported missing).
+const MAX_PATH_DEPTH: usize = 256;
+
+/// What a path names, as far as payload presence cares.
+#[derive(Clone)]
+enum Dir<'r> {
+    Tree(git2::Tree<'r>),
+    /// Something that is not a directory (a file, a link), for the last component.
+    Other,
+    Absent,
+    /// The repository could not say.
+    Unknown,
+}
+
+impl PartialEq for Dir<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+/// Looks paths up through the trees, remembering every directory it has read.
+struct Walker<'r> {
+    repo: &'r Repository,
+    dirs: HashMap<String, Dir<'r>>,
+}
+
+impl<'r> Walker<'r> {
+    fn lookup(&mut self, path: &str) -> Dir<'r> {
+        if let Some(known) = self.dirs.get(path) {
+            return known.clone();
+        }
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let found = match self.lookup(parent) {
+            Dir::Tree(tree) => match tree.get_name(name) {
+                None => Dir::Absent,
+                Some(entry) if entry.filemode() == MODE_TREE => self.subtree(entry.id()),
+                Some(_) => Dir::Other,
+            },
+            Dir::Other | Dir::Absent => Dir::Absent,
+            Dir::Unknown => Dir::Unknown,
+        };
+        // Only directories are looked up again (as parents); files are asked for once.
+        if matches!(found, Dir::Tree(_) | Dir::Absent | Dir::Unknown) {
+            self.dirs.insert(path.to_owned(), found.clone());
+        }
+        found
+    }
+
+    fn subtree(&self, id: Oid) -> Dir<'r> {
+        let is_tree = self
+            .repo
+            .odb()
+            .and_then(|odb| odb.read_header(id))
+            .map(|(_, kind)| kind == ObjectType::Tree);
+        match is_tree {
+            Ok(true) => self.repo.find_tree(id).map_or(Dir::Unknown, Dir::Tree),
+            // Recorded as a directory but something else: not a directory of the crate.
+            Ok(false) => Dir::Other,
+            Err(_) => Dir::Unknown,
+        }
+    }
 }

@@ -13,6 +13,9 @@ use super::report::{Collector, Diagnostic, clip};
 /// The descriptor `@id` every RO-Crate 1.1 crate uses (and attached 1.2 crates).
 pub(crate) const DESCRIPTOR_ID: &str = "ro-crate-metadata.json";
 
+/// The descriptor `@id` of RO-Crate 0.2-DRAFT, which named the file `…metadata.jsonld`.
+pub(crate) const DRAFT_DESCRIPTOR_ID: &str = "ro-crate-metadata.jsonld";
+
 /// Prefix of the `conformsTo` IRIs naming an RO-Crate version (`…/1.1`, `…/1.2`).
 pub(crate) const RO_CRATE_IRI: &str = "https://w3id.org/ro/crate/";
 
@@ -57,6 +60,11 @@ pub(crate) struct Graph<'a> {
     pub(crate) entities: Vec<Entity<'a>>,
     /// First entity for each `@id`; later duplicates are in `duplicates`.
     by_id: HashMap<&'a str, usize>,
+    /// First entity for each percent-decoded `@id`, for ids with a `%` or a space: `data set/`
+    /// and `data%20set/` are the same entity, however each reference spells it.
+    by_decoded: HashMap<String, usize>,
+    /// The document's `@context`.
+    pub(crate) context: Option<&'a Json>,
     /// Indices (into `entities`) of entities whose `@id` an earlier entity already has.
     pub(crate) duplicates: Vec<usize>,
     pub(crate) descriptor: Option<usize>,
@@ -94,11 +102,15 @@ impl<'a> Node<'_, 'a> {
 
 impl<'a> Graph<'a> {
     pub(crate) fn index_of(&self, id: &str) -> Option<usize> {
-        self.by_id.get(id).copied()
+        self.by_id.get(id).copied().or_else(|| {
+            needs_decoding(id)
+                .then(|| self.by_decoded.get(&*decoded(id)).copied())
+                .flatten()
+        })
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<&Entity<'a>> {
-        self.by_id.get(id).map(|&i| &self.entities[i])
+        self.index_of(id).map(|i| &self.entities[i])
     }
 
     pub(crate) fn root(&self) -> Option<&Entity<'a>> {
@@ -168,7 +180,10 @@ pub(crate) fn build<'a>(document: &'a Json, out: &mut Collector) -> Option<Graph
         }
     };
 
-    let mut graph = Graph::default();
+    let mut graph = Graph {
+        context: top.get("@context"),
+        ..Graph::default()
+    };
     for (position, item) in items.iter().enumerate() {
         let Some(props) = item.as_object() else {
             out.push(
@@ -209,6 +224,12 @@ pub(crate) fn build<'a>(document: &'a Json, out: &mut Collector) -> Option<Graph
             graph.duplicates.push(index);
         } else {
             graph.by_id.insert(id, index);
+            if needs_decoding(id) {
+                graph
+                    .by_decoded
+                    .entry(decoded(id).into_owned())
+                    .or_insert(index);
+            }
         }
     }
 
@@ -239,7 +260,7 @@ fn find_root(graph: &mut Graph<'_>, out: &mut Collector) {
                 graph
                     .entities
                     .iter()
-                    .position(|e| e.id.ends_with(DESCRIPTOR_ID))
+                    .position(|e| e.id.ends_with(DESCRIPTOR_ID) || e.id == DRAFT_DESCRIPTOR_ID)
             })
     });
     let Some(descriptor) = descriptor else {
@@ -295,7 +316,7 @@ fn find_root(graph: &mut Graph<'_>, out: &mut Collector) {
             }
         }
     };
-    let Some(&root) = graph.by_id.get(root_id) else {
+    let Some(root) = graph.index_of(root_id) else {
         out.push(
             Diagnostic::error(format!(
                 "the descriptor's `about` names '{}' but no entity in @graph has that @id; add the \
@@ -309,21 +330,56 @@ fn find_root(graph: &mut Graph<'_>, out: &mut Collector) {
     };
     let root_entity = &graph.entities[root];
     if !root_entity.has_type("Dataset") {
-        let found = if root_entity.types.is_empty() {
-            "has no @type".to_owned()
-        } else {
-            format!("is typed {}", quoted_list(&root_entity.types))
-        };
-        out.push(
-            Diagnostic::error(format!(
-                "the root data entity {found}; it must be a Dataset: set \"@type\": \"Dataset\" \
-                 (or an array that includes \"Dataset\")"
-            ))
-            .on(root_entity.id)
-            .at("@type"),
-        );
+        out.push(not_a_dataset(graph, entity, root_entity));
     }
     graph.root = Some(root);
+}
+
+/// The error for a root that is not a Dataset. When `about` names a file (a workflow, a
+/// script) the mistake is almost always `about`, not the file's type: retyping the file as a
+/// Dataset would only hide it, so the message says to point `about` at the root instead.
+fn not_a_dataset(graph: &Graph<'_>, descriptor: &Entity<'_>, root: &Entity<'_>) -> Diagnostic {
+    let found = if root.types.is_empty() {
+        "has no @type".to_owned()
+    } else {
+        format!("is typed {}", quoted_list(&root.types))
+    };
+    if root.has_type("File") || root.has_type("MediaObject") {
+        let dataset = graph
+            .get("./")
+            .filter(|e| e.has_type("Dataset"))
+            .map_or_else(
+                || {
+                    "the root Dataset (usually \"./\", the entity whose hasPart lists the crate's \
+                    files)"
+                        .to_owned()
+                },
+                |e| format!("the Dataset '{}'", clip(e.id)),
+            );
+        return Diagnostic::error(format!(
+            "`about` names '{}', which {found}: a file, not the crate's root; point `about` at \
+             {dataset}, e.g. \"about\": {{\"@id\": \"./\"}}, and refer to the file from the \
+             root's `mainEntity` or `hasPart` instead",
+            clip(root.id)
+        ))
+        .on(descriptor.id)
+        .at("about");
+    }
+    Diagnostic::error(format!(
+        "the root data entity {found}; it must be a Dataset: set \"@type\": \"Dataset\" (or an \
+         array that includes \"Dataset\")"
+    ))
+    .on(root.id)
+    .at("@type")
+}
+
+/// Whether an id may be spelt another way with the same meaning (`%20` for a space).
+fn needs_decoding(id: &str) -> bool {
+    id.contains(['%', ' '])
+}
+
+fn decoded(id: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(id).decode_utf8_lossy()
 }
 
 /// The RO-Crate versions an entity's `conformsTo` names (`"1.1"` for `…/ro/crate/1.1`).

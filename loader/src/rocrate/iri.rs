@@ -67,7 +67,7 @@ pub(crate) fn is_web_url(id: &str) -> bool {
 
 /// A scheme per RFC 3986: a letter, then letters, digits, `+`, `-` or `.`, then `:`, before any
 /// `/`, `?` or `#`.
-fn has_scheme(id: &str) -> bool {
+pub(crate) fn has_scheme(id: &str) -> bool {
     let Some(colon) = id.find(':') else {
         return false;
     };

@@ -5,18 +5,22 @@
 //! 1. [`parse`](self::parse): bytes → JSON, inside [`Limits`] (size, UTF-8, nesting);
 //! 2. [`graph`](self::graph): JSON → indexed entities, metadata descriptor and root found
 //!    (structural errors);
-//! 3. [`validate`](self::validate): the soft rules (warnings);
+//! 3. [`validate`](self::validate): the soft rules (warnings), payload presence included;
 //! 4. [`map`](self::map): graph → spec, only when there is no error.
 //!
-//! Every step reports into one [`Report`]; `html` (markup → text) and `iri` (id checks) are
-//! helpers. Errors block publication; warnings travel with the result.
+//! Every step reports into one [`Report`]; `html` (markup → text), `iri` (id checks),
+//! `iso8601` (dates), `context` (the terms a `@context` defines) and `payload` (which data
+//! entity paths to look for, and the [`Payload`] seam the callers answer) are helpers. Errors block publication; warnings travel with the result.
 
+mod context;
 mod graph;
 mod html;
 mod iri;
+mod iso8601;
 mod json;
 mod map;
 mod parse;
+mod payload;
 mod report;
 mod validate;
 
@@ -25,6 +29,7 @@ mod tests;
 
 use crate_operator_api::AnalyticsDataSourceSpec;
 
+pub use payload::{Missing, Payload, paths as payload_paths};
 pub use report::{Diagnostic, Report, Severity};
 
 /// Bounds on untrusted input, checked before any real parsing work.
@@ -62,10 +67,16 @@ pub struct Loaded {
     pub report: Report,
 }
 
-/// Parse, validate and map a crate's `ro-crate-metadata.json`.
+/// Parse, validate and map a crate's `ro-crate-metadata.json`. `payload` says which of the
+/// crate's files exist (`None`: presence is not checked).
 ///
 /// `Err` carries the full report (every error and every warning found) when there is any error.
-pub fn load(bytes: &[u8], limits: &Limits, fallback: &Fallback) -> Result<Loaded, Report> {
+pub fn load(
+    bytes: &[u8],
+    limits: &Limits,
+    fallback: &Fallback,
+    payload: Option<&dyn Payload>,
+) -> Result<Loaded, Report> {
     let mut out = report::Collector::default();
     let Some(document) = parse::parse(bytes, limits, &mut out) else {
         return Err(out.finish());
@@ -73,7 +84,7 @@ pub fn load(bytes: &[u8], limits: &Limits, fallback: &Fallback) -> Result<Loaded
     let Some(graph) = graph::build(&document, &mut out) else {
         return Err(out.finish());
     };
-    validate::check(&graph, &mut out);
+    validate::check(&graph, payload, &mut out);
     if out.has_errors() {
         return Err(out.finish());
     }
@@ -85,12 +96,12 @@ pub fn load(bytes: &[u8], limits: &Limits, fallback: &Fallback) -> Result<Loaded
 }
 
 /// Validate only (the `validate` subcommand): every error and warning, nothing mapped.
-pub fn validate(bytes: &[u8], limits: &Limits) -> Report {
+pub fn validate(bytes: &[u8], limits: &Limits, payload: Option<&dyn Payload>) -> Report {
     let mut out = report::Collector::default();
     if let Some(document) = parse::parse(bytes, limits, &mut out)
         && let Some(graph) = graph::build(&document, &mut out)
     {
-        validate::check(&graph, &mut out);
+        validate::check(&graph, payload, &mut out);
     }
     out.finish()
 }

@@ -54,6 +54,7 @@ impl Fetch {
             deadline: Instant::now() + self.timeout,
             work_dir: None,
             skip_if_head_is: self.skip_if_head_is.as_deref(),
+            payload_paths: None,
         })
     }
     pub fn fails(&self) -> FetchError {

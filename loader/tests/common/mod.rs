@@ -1,5 +1,5 @@
 //! Fixtures shared by the loader's integration tests: the bundled example crate and a
-//! repository holding it at the cr8tor path.
+//! repository holding it, with the files it describes, at the cr8tor path.
 
 use crate_test_support::{BareRepo, RepoBuilder};
 use serde_json::Value;
@@ -23,10 +23,38 @@ pub fn example_root() -> Value {
         .clone()
 }
 
-/// A bare repository with the example crate at [`META`] on `main`.
+/// The files the example crate describes (its payload), as tree paths and contents.
+pub const EXAMPLE_PAYLOAD: [(&str, &str); 3] = [
+    (
+        "bagit/data/governance/cr8-governance.yaml",
+        include_str!("../../../examples/demo-crate/bagit/data/governance/cr8-governance.yaml"),
+    ),
+    (
+        "bagit/data/metadata/dataset_abx_prescribing.toml",
+        include_str!(
+            "../../../examples/demo-crate/bagit/data/metadata/dataset_abx_prescribing.toml"
+        ),
+    ),
+    (
+        "bagit/data/data/cr8-ingress.yaml",
+        include_str!("../../../examples/demo-crate/bagit/data/data/cr8-ingress.yaml"),
+    ),
+];
+
+/// A bare repository with the example crate at [`META`] and its payload on `main`.
 pub fn example_repo() -> BareRepo {
-    RepoBuilder::new()
-        .file(META, EXAMPLE_CRATE)
+    example_repo_without(&[])
+}
+
+/// [`example_repo`] with the payload files at the tree paths `left_out` missing.
+pub fn example_repo_without(left_out: &[&str]) -> BareRepo {
+    EXAMPLE_PAYLOAD
+        .iter()
+        .filter(|(path, _)| !left_out.contains(path))
+        .fold(
+            RepoBuilder::new().file(META, EXAMPLE_CRATE),
+            |b, (path, text)| b.file(path, *text),
+        )
         .commit("crate")
         .build_bare()
         .expect("repo")

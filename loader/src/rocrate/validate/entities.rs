@@ -1,22 +1,19 @@
-//! Step 3 of the flow: the soft rules (README, "Validation and mapping"), run over the graph
-//! `graph::build` produced.
-//! Everything here is a warning: real crates are messy, and a crate with warnings is still
-//! published, with the warnings listed next to it. Checks that need the root run only when the
-//! root was found; the rest run regardless, so a failing crate's report is complete.
+//! Rules for every entity: a usable `@id` and `@type`, references rather than embedded
+//! objects or plain strings, `author` and `publisher` that are agents; then across entities:
+//! duplicate `@id`s and data entities the root's `hasPart` does not reach.
 
 use std::collections::HashMap;
 
-use super::graph::{
-    Entity, Graph, Node, RO_CRATE_IRI, each, is_literal, is_reference, kind, quoted_list,
-    reference, ro_crate_versions, text, type_is,
+use super::values;
+use crate::rocrate::graph::{
+    Entity, Graph, Node, each, is_literal, is_reference, kind, quoted_list, reference, text,
+    type_is,
 };
-use super::iri::{self, IdProblem};
-use super::json::Json;
-use super::map::{MAX_LICENCES, ProjectChoice, choose_project};
-use super::report::{Collector, Diagnostic, clip};
-
-/// RO-Crate versions this loader understands.
-const KNOWN_VERSIONS: [&str; 3] = ["1.0", "1.1", "1.2"];
+use crate::rocrate::html;
+use crate::rocrate::iri::{self, IdProblem};
+use crate::rocrate::json::Json;
+use crate::rocrate::payload::is_data_entity;
+use crate::rocrate::report::{Collector, Diagnostic, clip};
 
 /// Properties whose values are references by definition; a plain string there is a mistake.
 const REFERENCE_PROPERTIES: [&str; 5] = [
@@ -27,232 +24,40 @@ const REFERENCE_PROPERTIES: [&str; 5] = [
     "contactPoint",
 ];
 
-pub(crate) fn check(graph: &Graph<'_>, out: &mut Collector) {
-    if let Some(descriptor) = graph.descriptor() {
-        conformance(descriptor, out);
-    }
-    if let Some(root) = graph.root() {
-        root_properties(graph, root, out);
-        project(graph, root, out);
-    }
-    for entity in &graph.entities {
-        entity_rules(graph, entity, out);
-    }
-    duplicates(graph, out);
-    if let Some(root) = graph.root {
-        reachability(graph, root, out);
-    }
-}
+/// What an `author` or `publisher` may be: schema.org's Organization and Person and their
+/// subtypes that describe who made or published something (a `Project` is an Organization).
+const AGENT_TYPES: [&str; 22] = [
+    "Organization",
+    "Person",
+    "Patient",
+    "Airline",
+    "Consortium",
+    "Corporation",
+    "EducationalOrganization",
+    "CollegeOrUniversity",
+    "FundingScheme",
+    "GovernmentOrganization",
+    "LibrarySystem",
+    "LocalBusiness",
+    "MedicalOrganization",
+    "Hospital",
+    "NGO",
+    "NewsMediaOrganization",
+    "PerformingGroup",
+    "Project",
+    "FundingAgency",
+    "ResearchProject",
+    "ResearchOrganization",
+    "SportsOrganization",
+];
 
-fn conformance(descriptor: &Entity<'_>, out: &mut Collector) {
-    let warn = |message: String| {
-        Diagnostic::warning(message)
-            .on(descriptor.id)
-            .at("conformsTo")
-    };
-    let fix = format!("add \"conformsTo\": {{\"@id\": \"{RO_CRATE_IRI}1.1\"}}");
-    if descriptor.get("conformsTo").is_none() {
-        out.push(warn(format!(
-            "the metadata descriptor does not say which RO-Crate version the crate follows; {fix}"
-        )));
-        return;
-    }
-    let versions: Vec<&str> = ro_crate_versions(descriptor).collect();
-    if versions.is_empty() {
-        out.push(warn(format!(
-            "`conformsTo` names no RO-Crate version (an IRI starting {RO_CRATE_IRI}); {fix}"
-        )));
-    }
-    for version in versions.into_iter().filter(|v| !KNOWN_VERSIONS.contains(v)) {
-        out.push(warn(format!(
-            "`conformsTo` names RO-Crate version '{}', which this loader does not know (it \
-             knows {}); check the IRI, e.g. {fix}",
-            clip(version),
-            KNOWN_VERSIONS.join(", ")
-        )));
-    }
-}
-
-fn root_properties(graph: &Graph<'_>, root: &Entity<'_>, out: &mut Collector) {
-    text_property(
-        root,
-        "name",
-        "the title the data source is listed under",
-        out,
-    );
-    text_property(
-        root,
-        "description",
-        "what the data is, for people deciding whether to request it",
-        out,
-    );
-    date_published(root, out);
-    licence(graph, root, out);
-    publishers(graph, root, out);
-}
-
-fn text_property(root: &Entity<'_>, property: &str, purpose: &str, out: &mut Collector) {
-    let message = match root.get(property) {
-        None => format!(
-            "add a `{property}` to the root dataset '{}' ({purpose})",
-            clip(root.id)
-        ),
-        Some(value) => match text(value) {
-            Some(s) if s.trim().is_empty() => {
-                format!("`{property}` is empty; fill it in ({purpose})")
-            }
-            Some(_) => return,
-            None => format!(
-                "`{property}` is {} but must be a string ({purpose})",
-                kind(value)
-            ),
-        },
-    };
-    out.push(Diagnostic::warning(message).on(root.id).at(property));
-}
-
-fn date_published(root: &Entity<'_>, out: &mut Collector) {
-    let example = "e.g. \"2025-03-31\" or \"2025-03-31T09:00:00Z\"";
-    let message = match root.get("datePublished") {
-        None => format!(
-            "add `datePublished` to the root dataset '{}' as an ISO 8601 date, {example}",
-            clip(root.id)
-        ),
-        Some(value) => match text(value) {
-            Some(date) if is_iso_8601(date.trim()) => return,
-            Some(date) => {
-                format!(
-                    "'{}' is not an ISO 8601 date; write it as {example}",
-                    clip(date)
-                )
-            }
-            None => format!(
-                "`datePublished` is {} but must be one ISO 8601 date, {example}",
-                kind(value)
-            ),
-        },
-    };
-    out.push(Diagnostic::warning(message).on(root.id).at("datePublished"));
-}
-
-fn licence(graph: &Graph<'_>, root: &Entity<'_>, out: &mut Collector) {
-    let message = match root.get("license") {
-        None => format!(
-            "add a `license` to the root dataset '{}' (a URL or a CreativeWork entity)",
-            clip(root.id)
-        ),
-        Some(value) => {
-            let usable = each(value).any(|v| match graph.resolve(v) {
-                Node::Text(s) => !s.trim().is_empty(),
-                Node::Entity(_) | Node::Embedded(_) | Node::Missing(_) => true,
-                Node::Other(_) => false,
-            });
-            if let Json::Array(items) = value
-                && items.len() > MAX_LICENCES
-            {
-                format!(
-                    "{} licences are listed; the datasource shows only the first {MAX_LICENCES}, \
-                     so list the licences that govern the data first",
-                    items.len()
-                )
-            } else if usable {
-                return;
-            } else {
-                format!(
-                    "`license` is {} with no usable licence; give a URL, a licence name or \
-                 {{\"@id\": …}} of a CreativeWork entity",
-                    kind(value)
-                )
-            }
-        }
-    };
-    out.push(Diagnostic::warning(message).on(root.id).at("license"));
-}
-
-fn publishers(graph: &Graph<'_>, root: &Entity<'_>, out: &mut Collector) {
-    let Some(publishers) = root.get("publisher") else {
-        return;
-    };
-    if let Json::Array(items) = publishers
-        && items.len() > 1
-    {
-        out.push(
-            Diagnostic::warning(format!(
-                "{} publishers are listed; the datasource takes only the first, so put the \
-                 publishing organisation first",
-                items.len()
-            ))
-            .on(root.id)
-            .at("publisher"),
-        );
-    }
-    if let Some(Node::Entity(publisher)) = each(publishers).next().map(|v| graph.resolve(v))
-        && publisher.name().is_none()
-    {
-        out.push(
-            Diagnostic::warning(
-                "the publisher has no `name`, so the datasource shows its @id as the \
-                 organisation; add a name",
-            )
-            .on(publisher.id)
-            .at("name"),
-        );
-    }
-}
-
-/// ISO 8601 as crates write it: a date, a date-time with `Z` or an offset, or a local date-time.
-fn is_iso_8601(s: &str) -> bool {
-    s.parse::<jiff::Timestamp>().is_ok()
-        || s.parse::<jiff::civil::DateTime>().is_ok()
-        || s.parse::<jiff::civil::Date>().is_ok()
-}
-
-fn project(graph: &Graph<'_>, root: &Entity<'_>, out: &mut Collector) {
-    match choose_project(graph, root) {
-        ProjectChoice::Chosen(_) => {}
-        ProjectChoice::Ambiguous(ids) => out.push(
-            Diagnostic::warning(format!(
-                "cannot tell which Project the data belongs to: {} are candidates and the root's \
-                 `mainEntity` does not single one out; set \"mainEntity\": {{\"@id\": …}} on the \
-                 root to that project (no project.id is set until then)",
-                quoted_list(&ids)
-            ))
-            .on(root.id)
-            .at("mainEntity"),
-        ),
-        ProjectChoice::NoProject => {
-            let Some(main) = root.get("mainEntity").and_then(|v| each(v).next()) else {
-                return;
-            };
-            let what = match graph.resolve(main).entity() {
-                Some(e) if e.types.is_empty() => format!("'{}' has no @type", clip(e.id)),
-                Some(e) => format!("'{}' is typed {}", clip(e.id), quoted_list(&e.types)),
-                None => format!(
-                    "{} is not an entity of the crate",
-                    reference(main)
-                        .or_else(|| text(main))
-                        .map_or_else(|| kind(main).to_owned(), |id| format!("'{}'", clip(id)))
-                ),
-            };
-            out.push(
-                Diagnostic::warning(format!(
-                    "`mainEntity` {what}, and no entity is typed Project, so no project.id is \
-                     set; if it is the project, type it \"Project\""
-                ))
-                .on(root.id)
-                .at("mainEntity"),
-            );
-        }
-    }
-}
-
-fn entity_rules(graph: &Graph<'_>, entity: &Entity<'_>, out: &mut Collector) {
+pub(super) fn check(graph: &Graph<'_>, entity: &Entity<'_>, out: &mut Collector) {
     if let Err(problem) = iri::check(entity.id) {
         out.push(
             Diagnostic::warning(format!(
                 "the @id '{}' {}",
                 clip(entity.id),
-                explain(&problem)
+                explain_for(entity, &problem)
             ))
             .on(entity.id)
             .at("@id"),
@@ -277,6 +82,17 @@ fn entity_rules(graph: &Graph<'_>, entity: &Entity<'_>, out: &mut Collector) {
         ),
         Some(_) => {}
     }
+    // A WebSite is only ever shown by its name (RO-Crate 1.1 requires one).
+    if entity.has_type("WebSite") && entity.name().is_none() {
+        out.push(
+            Diagnostic::warning(
+                "the WebSite has no `name`; give it the site's title so readers know what the \
+                 link is",
+            )
+            .on(entity.id)
+            .at("name"),
+        );
+    }
     for (property, value) in entity.props.iter() {
         // Keywords (@id, @type, @reverse, …) are JSON-LD syntax, not properties.
         if property.starts_with('@') {
@@ -300,7 +116,11 @@ fn property_values(
     let mut embedded = false;
     for item in each(value) {
         match item {
-            Json::Object(map) if is_literal(map) => {}
+            Json::Object(map) if is_literal(map) => {
+                if let Some(problem) = values::malformed(map) {
+                    out.push(here(problem));
+                }
+            }
             Json::Object(map) if is_reference(map) => {
                 let Some(id) = reference(item) else {
                     out.push(here(format!(
@@ -374,7 +194,7 @@ fn agents(
             ),
             node => {
                 let Some(agent) = node.entity() else { continue };
-                if ["Organization", "Person"].iter().any(|t| agent.has_type(t)) {
+                if AGENT_TYPES.iter().any(|t| agent.has_type(t)) {
                     continue;
                 }
                 let who = if agent.id.is_empty() {
@@ -423,7 +243,7 @@ fn spelling(written: &str) -> Option<&'static str> {
     .filter(|right| !type_is(written, right))
 }
 
-fn duplicates(graph: &Graph<'_>, out: &mut Collector) {
+pub(super) fn duplicates(graph: &Graph<'_>, out: &mut Collector) {
     // Every later copy is in `duplicates`, so an id's count there plus one is its copies.
     let mut copies: HashMap<&str, usize> = HashMap::new();
     for &index in &graph.duplicates {
@@ -446,7 +266,7 @@ fn duplicates(graph: &Graph<'_>, out: &mut Collector) {
 }
 
 /// Data entities must be listed from the root through `hasPart`, directly or through Datasets.
-fn reachability(graph: &Graph<'_>, root: usize, out: &mut Collector) {
+pub(super) fn reachability(graph: &Graph<'_>, root: usize, out: &mut Collector) {
     let mut reached = vec![false; graph.entities.len()];
     reached[root] = true;
     let mut queue = vec![root];
@@ -466,11 +286,13 @@ fn reachability(graph: &Graph<'_>, root: usize, out: &mut Collector) {
     }
     let root_id = graph.entities[root].id;
     for (index, entity) in graph.entities.iter().enumerate() {
-        let Some(data_type) = ["File", "MediaObject", "Dataset"]
-            .into_iter()
-            .find(|t| entity.has_type(t))
-        else {
+        if !is_data_entity(entity) {
             continue;
+        }
+        let data_type = if entity.has_type("Dataset") {
+            "Dataset"
+        } else {
+            "File"
         };
         // Judge each id once, by its first entity (the one references resolve to).
         if graph.index_of(entity.id) != Some(index) || reached[index] {
@@ -487,6 +309,21 @@ fn reachability(graph: &Graph<'_>, root: usize, out: &mut Collector) {
             .on(entity.id)
             .at("hasPart"),
         );
+    }
+}
+
+/// [`explain`], with the exact fix for a data entity's path with spaces (`data set/` → `data%20set/`):
+/// the same path either way, but only the encoded one is an IRI.
+fn explain_for(entity: &Entity<'_>, problem: &IdProblem) -> String {
+    let id = entity.id;
+    let is_path = is_data_entity(entity) && !iri::has_scheme(id) && !html::has_markup(id);
+    match problem {
+        IdProblem::Whitespace if is_path && !id.contains(['\t', '\n', '\r']) => format!(
+            "contains a space, which an IRI cannot; write it as '{}' (the same path, spaces as \
+             %20)",
+            clip(&id.replace(' ', "%20"))
+        ),
+        _ => explain(problem),
     }
 }
 
@@ -521,31 +358,8 @@ fn explain(problem: &IdProblem) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::map::is_project;
     use super::*;
-
-    #[test]
-    fn iso_8601_dates_and_date_times_are_accepted() {
-        for date in [
-            "2025-01-11",
-            "2025-01-11T00:57:35+00:00",
-            "2025-01-11T00:57:35Z",
-            "2025-01-11T00:57:35.123456+01:00",
-            "2025-01-11T00:57:35",
-            "2025-01-11T00:57",
-        ] {
-            assert!(is_iso_8601(date), "{date}");
-        }
-        for date in [
-            "11/01/2025",
-            "11 January 2025",
-            "2025-13-01",
-            "yesterday",
-            "",
-        ] {
-            assert!(!is_iso_8601(date), "{date}");
-        }
-    }
+    use crate::rocrate::map::is_project;
 
     #[test]
     fn near_miss_agent_types_get_the_schema_org_spelling() {
