@@ -122,7 +122,7 @@ fn fetch_isolated(
     skip_if_head_is: Option<&str>,
 ) -> Result<Fetched, FetchError> {
     let json = args.limits.json();
-    let paths = move |bytes: &[u8]| rocrate::payload_paths(bytes, &json);
+    let paths = move |bytes: &[u8]| Some(rocrate::payload_paths(bytes, &json));
     let mut request = fetch_request(args, prepared, deadline, skip_if_head_is);
     // Used when the fetch runs here (a local repository); the worker builds its own.
     request.payload_paths = Some(&paths);

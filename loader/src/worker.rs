@@ -40,6 +40,9 @@ use crate::source::{MetadataPath, Policy, Source};
 const GRACE: Duration = Duration::from_secs(2);
 /// Longest reply line accepted from the worker (the file's bytes follow it).
 const MAX_REPLY_LINE: u64 = 64 * 1024;
+/// Peak memory of parsing metadata, as a multiple of its size, for the worst JSON shapes
+/// (`rocrate::json`; `tests/cli.rs` holds the parser to it).
+const PARSE_COST: u64 = 30;
 
 /// The worker's answer.
 #[derive(Debug, Serialize, Deserialize)]
@@ -300,7 +303,14 @@ pub fn serve(args: &WorkerArgs) -> i32 {
     let source = &args.source;
     let limits = source.limits.fetch();
     let json_limits = source.limits.json();
-    let payload_paths = move |bytes: &[u8]| crate::rocrate::payload_paths(bytes, &json_limits);
+    let memory = limits.max_memory_bytes;
+    // Listing the paths parses the metadata here, under the memory cap: a file whose worst-case
+    // parse (30× its size, see `rocrate::json`) would not fit in half the cap is not listed,
+    // and presence goes unchecked rather than the fetch failing for memory.
+    let payload_paths = move |bytes: &[u8]| {
+        ((bytes.len() as u64).saturating_mul(PARSE_COST) <= memory / 2)
+            .then(|| crate::rocrate::payload_paths(bytes, &json_limits))
+    };
     let reply = prepare(source).and_then(|(parsed, path, credentials)| {
         cap_memory(&limits)?;
         let deadline = Instant::now() + source.timeout;

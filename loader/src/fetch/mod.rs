@@ -83,8 +83,9 @@ pub struct FetchRequest<'a> {
     pub payload_paths: Option<&'a PayloadPaths>,
 }
 
-/// From the metadata file's bytes, the paths of the crate's data entities.
-pub type PayloadPaths = dyn Fn(&[u8]) -> Vec<String> + Sync;
+/// From the metadata file's bytes, the paths of the crate's data entities; `None` when they
+/// are not to be looked up.
+pub type PayloadPaths = dyn Fn(&[u8]) -> Option<Vec<String>> + Sync;
 
 /// What the fetch found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,7 +239,8 @@ fn read_at(
     // Only trees are read for this, never a blob: a partial fetch without blobs can answer too.
     let missing = req
         .payload_paths
-        .map(|paths| tree::missing(repo, head, req.path, &paths(&content)));
+        .and_then(|paths| paths(&content))
+        .map(|paths| tree::missing(repo, head, req.path, &paths));
     Ok(Fetched::File {
         commit,
         content,

@@ -74,11 +74,12 @@ fn conformance(descriptor: &Entity<'_>, context: &Context<'_>, out: &mut Collect
             KNOWN_VERSIONS.join(", ")
         )));
     }
-    // A crate declaring 1.2 with the 1.1 context loses the terms 1.2 added: say which to use.
+    // A crate declaring 1.2 with only the 1.1 context loses the terms 1.2 added: say which to
+    // use. A newer context than the version is harmless (each context keeps the older terms).
     let declared: Vec<&str> = context.versions().collect();
     if let Some(version) = versions.iter().find(|v| KNOWN_VERSIONS.contains(v))
         && !declared.is_empty()
-        && !declared.contains(version)
+        && declared.iter().all(|d| d < version)
     {
         out.push(
             Diagnostic::warning(format!(

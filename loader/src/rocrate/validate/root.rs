@@ -203,8 +203,9 @@ fn is_work(entity: &Entity<'_>) -> bool {
     WORK_TYPES.iter().any(|t| entity.has_type(t))
 }
 
-/// RO-Crate 1.1 identifies the root as a directory, so its `@id` ends with `/` (`./`); 1.2 and
-/// later allow `./` or an absolute IRI (a detached crate's root is its URL).
+/// RO-Crate 1.1 identifies the root as a directory, so its `@id` ends with `/` (`./`, or an
+/// absolute IRI ending in `/`); 1.2 and later allow `./` or any absolute IRI (a detached crate's
+/// root is its URL).
 fn identifier(root: &Entity<'_>, version: Option<&str>, out: &mut Collector) {
     let id = root.id;
     let message = match version {
