@@ -1,6 +1,7 @@
-// Generated from the RO-Crate JSON-LD contexts (https://w3id.org/ro/crate/{1.0,1.1,1.2,1.3}/context);
-// see `context/mod.rs` for how to regenerate. One row per term: the term and the versions
-// (bit 0 = 1.0, 1 = 1.1, 2 = 1.2, 3 = 1.3) whose context defines it. Sorted by bytes.
+//! Generated: the terms of the RO-Crate JSON-LD contexts
+//! (`https://w3id.org/ro/crate/{1.0,1.1,1.2,1.3}/context`); `context/mod.rs` says how. One row
+//! per term: the term and the versions (bit 0 = 1.0, 1 = 1.1, 2 = 1.2, 3 = 1.3) whose context
+//! defines it, sorted by bytes so lookups can bisect.
 
 #[rustfmt::skip]
 pub(super) const TERMS: &[(&str, u8)] = &[
