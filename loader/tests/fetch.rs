@@ -48,6 +48,42 @@ fn a_crate_is_read_over_git_daemon_at_the_branch_head() {
 }
 
 #[test]
+fn payload_paths_are_looked_up_in_the_commits_trees_beside_the_metadata_file() {
+    let repo = RepoBuilder::new()
+        .file(META, CRATE)
+        .file("bagit/data/rows/a.csv", "a")
+        .file("bagit/data/notes", "a file where a directory is asked for")
+        .file("rows/b.csv", "outside the crate's directory")
+        .commit("crate")
+        .build_bare()
+        .expect("repo");
+    let (_daemon, url) = serve(&repo);
+    let asked = [
+        "rows/a.csv",
+        "rows",
+        "rows/b.csv",
+        "notes/x.txt",
+        "notes",
+        "gone",
+    ];
+    let fetch = Fetch {
+        payload_paths: Some(asked.iter().map(ToString::to_string).collect()),
+        ..Fetch::of(url)
+    };
+    let Fetched::File { missing, .. } = fetch.run().expect("fetch") else {
+        panic!("the file was fetched");
+    };
+    assert_eq!(
+        missing,
+        Some(vec![
+            "rows/b.csv".to_owned(),
+            "notes/x.txt".to_owned(),
+            "gone".to_owned()
+        ])
+    );
+}
+
+#[test]
 fn the_requested_branch_is_read_not_the_default_one() {
     let repo = RepoBuilder::new()
         .file(META, CRATE)

@@ -80,12 +80,12 @@ pub struct FetchRequest<'a> {
     pub skip_if_head_is: Option<&'a str>,
     /// The crate paths to look up in the commit's trees once the metadata file is read (the
     /// payload-presence check, see [`crate::rocrate::Payload`]); `None` looks up nothing.
-    pub payload_paths: Option<&'a PayloadPaths>,
+    pub payload_paths: Option<&'a PayloadPaths<'a>>,
 }
 
 /// From the metadata file's bytes, the paths of the crate's data entities; `None` when they
 /// are not to be looked up.
-pub type PayloadPaths = dyn Fn(&[u8]) -> Option<Vec<String>> + Sync;
+pub type PayloadPaths<'a> = dyn Fn(&[u8]) -> Option<Vec<String>> + Sync + 'a;
 
 /// What the fetch found.
 #[derive(Debug, Clone, PartialEq, Eq)]

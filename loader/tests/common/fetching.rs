@@ -19,6 +19,8 @@ pub struct Fetch {
     pub limits: FetchLimits,
     pub timeout: Duration,
     pub skip_if_head_is: Option<String>,
+    /// Paths to look up in the fetched commit's trees (payload presence); `None`: none.
+    pub payload_paths: Option<Vec<String>>,
 }
 
 impl Fetch {
@@ -31,6 +33,7 @@ impl Fetch {
             limits: FetchLimits::default(),
             timeout: Duration::from_secs(60),
             skip_if_head_is: None,
+            payload_paths: None,
         }
     }
     pub fn token(mut self, token: &str) -> Fetch {
@@ -44,6 +47,7 @@ impl Fetch {
         };
         let source = Source::parse(&self.url, policy).expect("test URL parses");
         let path = MetadataPath::parse(&self.path).expect("test path parses");
+        let paths = |_: &[u8]| self.payload_paths.clone();
         fetch(&FetchRequest {
             source: &source,
             branch: &self.branch,
@@ -54,7 +58,7 @@ impl Fetch {
             deadline: Instant::now() + self.timeout,
             work_dir: None,
             skip_if_head_is: self.skip_if_head_is.as_deref(),
-            payload_paths: None,
+            payload_paths: self.payload_paths.is_some().then_some(&paths),
         })
     }
     pub fn fails(&self) -> FetchError {
