@@ -32,7 +32,7 @@ impl Payload for Missing {
     }
 }
 
-/// A payload that has everything: for callers that have no way to look.
+/// A payload answered by a function of the path (`validate DIR` looks in the directory).
 impl<F: Fn(&str) -> bool> Payload for F {
     fn contains(&self, path: &str) -> bool {
         self(path)

@@ -110,7 +110,7 @@ pub(crate) struct Context<'a> {
     /// Terms defined in place (`{"myTerm": "https://…"}`) or by a known extension context.
     local: Vec<&'a str>,
     /// Remote contexts whose terms the loader does not know.
-    pub(crate) unknown: Vec<&'a str>,
+    unknown: Vec<&'a str>,
     /// `@vocab` is set: every key expands, so none is undefined.
     vocab: bool,
 }

@@ -115,6 +115,74 @@ const REQUIRED_FINDINGS: &[Case] = &[
         expected: &[(W, Some("ro-crate-metadata.json"), Some("conformsTo"), "add")],
     },
     Case {
+        name: "a descriptor whose conformsTo key is misspelt missing-conformsTo",
+        change: |c| {
+            let conforms = descriptor(c).remove("conformsTo");
+            descriptor(c).insert("missing-conformsTo".into(), conforms.unwrap_or_default());
+        },
+        payload: None,
+        expected: &[
+            (W, Some("ro-crate-metadata.json"), Some("conformsTo"), "add"),
+            (
+                W,
+                Some("ro-crate-metadata.json"),
+                Some("missing-conformsTo"),
+                "not defined by the @context",
+            ),
+        ],
+    },
+    Case {
+        name: "a descriptor conforming to RO-Crate 1.1-invalid",
+        change: |c| {
+            descriptor(c).insert(
+                "conformsTo".into(),
+                json!({"@id": "https://w3id.org/ro/crate/1.1-invalid"}),
+            );
+        },
+        payload: None,
+        expected: &[(
+            W,
+            Some("ro-crate-metadata.json"),
+            Some("conformsTo"),
+            "'1.1-invalid', which this loader does not know",
+        )],
+    },
+    Case {
+        name: "a descriptor whose about names a sub-Dataset instead of the root",
+        change: |c| {
+            descriptor(c).insert("about".into(), json!({"@id": "tables/"}));
+            root(c).insert(
+                "hasPart".into(),
+                json!([{"@id": "admissions.csv"}, {"@id": "tables/"}]),
+            );
+            add(c, [json!({"@id": "tables/", "@type": "Dataset"})]);
+        },
+        payload: None,
+        expected: &[
+            (W, Some("tables/"), Some("name"), "add a `name`"),
+            (
+                W,
+                Some("tables/"),
+                Some("description"),
+                "add a `description`",
+            ),
+            (W, Some("tables/"), Some("license"), "add a `license`"),
+            (
+                W,
+                Some("tables/"),
+                Some("datePublished"),
+                "add `datePublished`",
+            ),
+            (
+                W,
+                Some("./"),
+                Some("hasPart"),
+                "not listed in the hasPart of the root dataset 'tables/'",
+            ),
+            (W, Some("admissions.csv"), Some("hasPart"), "not listed"),
+        ],
+    },
+    Case {
         name: "a descriptor whose about is misspelt missing-about",
         change: |c| {
             let about = descriptor(c).remove("about");
@@ -222,6 +290,12 @@ const REQUIRED_FINDINGS: &[Case] = &[
             (W, Some("./"), Some("license"), "add a `license`"),
             (W, Some("./"), Some("datePublished"), "add `datePublished`"),
         ],
+    },
+    Case {
+        name: "a datePublished written in words",
+        change: |c| set_date(c, "2024 Jan 01"),
+        payload: None,
+        expected: &[(W, Some("./"), Some("datePublished"), "not an ISO 8601 date")],
     },
     Case {
         name: "a datePublished with a leap second",
