@@ -3,7 +3,7 @@
 //!
 //! Each kind is watched by its labels; an event whose object no longer matches what
 //! [`crate::loader_namespace`] builds (or a deletion) names its namespace, and [`repair`]
-//! applies the four objects there again ([`super::prepare_namespace`]) when the namespace has
+//! applies the four objects there again ([`super::act::prepare_namespace`]) when the namespace has
 //! crates. Objects that match are ignored, so a start costs no writes; a change made while the
 //! manager was down (or by an older manager) is repaired on the initial listing. Repairs of one
 //! namespace are spaced out, more and more while the drift keeps coming back, so a fight with
@@ -152,7 +152,7 @@ pub(super) async fn repair(
                 cooldown,
             },
         );
-        match super::prepare_namespace(&ctx, &ns).await {
+        match super::act::prepare_namespace(&ctx, &ns).await {
             Ok(()) => {
                 tracing::info!(namespace = %ns, "applied the loader's namespace objects again");
             }

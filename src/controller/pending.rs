@@ -15,7 +15,8 @@ use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
-use super::{Context, Error, POD_GRACE, api_error, list_pods};
+use super::act::{POD_GRACE, list_pods};
+use super::{Context, Error, api_error};
 use crate::observe;
 
 /// What keeps a loader Job from running.
