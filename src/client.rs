@@ -7,6 +7,8 @@
 //! writes. kube's built-in retry of 429/503 answers is off in both: a retry waits outside the
 //! fence (up to the server's Retry-After) and could send a write long after the fence closed.
 //! A refused or throttled write fails the reconcile instead, which backs off and tries again.
+//! The controller client's connection tasks run under the fence too ([`FencedExecutor`]): a
+//! request already handed to a connection when the process froze is not written on waking.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -18,7 +20,7 @@ use kube::client::ClientBuilder;
 use kube::{Client, Config};
 use tower::limit::RateLimitLayer;
 
-use crate::fence::{Fence, FenceLayer};
+use crate::fence::{Fence, FenceLayer, FencedExecutor};
 
 /// The clients of one manager process.
 pub struct Clients {
@@ -43,7 +45,7 @@ pub async fn build(identity: &str, qps: NonZeroU32, fence: Fence) -> anyhow::Res
     let election = ClientBuilder::try_from(config.clone())
         .context("failed to build the election's API client")?
         .build();
-    let controller = ClientBuilder::try_from(config)
+    let controller = ClientBuilder::try_from((config, FencedExecutor(fence.clone())))
         .context("failed to build the controller's API client")?
         .with_layer(&FenceLayer(fence))
         .with_layer(&RateLimitLayer::new(

@@ -11,7 +11,8 @@
 //!
 //! The check runs when the request enters this layer and again each time its future is polled,
 //! so a request still waiting for a connection when the process froze is dropped when it wakes.
-//! A request the connection has already taken to write still goes out when the process thaws.
+//! A request a connection has already taken is covered by [`FencedExecutor`], which runs the
+//! connection tasks only while the fence is open.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -148,6 +149,33 @@ where
     }
 }
 
+/// Runs the controller client's connection tasks, each only while the fence is open.
+///
+/// The layer above refuses a write before it is handed to a connection; this covers the one it
+/// cannot: a request already handed to a connection when the process froze. On waking, the
+/// connection task is polled again and would write it out. Here that task is dropped instead
+/// (its socket closes, the request is never written or arrives cut short), so a replica whose
+/// fence closed sends no further byte on any of the controller client's connections, reads
+/// included: it is about to stop anyway.
+#[derive(Clone, Debug)]
+pub struct FencedExecutor(pub Fence);
+
+impl<F> hyper::rt::Executor<F> for FencedExecutor
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, connection: F) {
+        let fence = self.0.clone();
+        let mut connection = Box::pin(connection);
+        tokio::spawn(std::future::poll_fn(move |cx| {
+            if !fence.allows_writes() {
+                return Poll::Ready(());
+            }
+            connection.as_mut().poll(cx)
+        }));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -212,6 +240,43 @@ mod tests {
             refused.to_string().starts_with("refused to PATCH"),
             "{refused}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_task_is_dropped_once_the_fence_closes() {
+        use hyper::rt::Executor as _;
+
+        let fence = Fence::closed();
+        fence.open_until(Instant::now() + Duration::from_secs(10));
+        let (wrote_tx, mut wrote_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        FencedExecutor(fence.clone()).execute(async move {
+            // The connection's write, which waits for the process to run it.
+            let _ = go_rx.await;
+            let _ = wrote_tx.send("written");
+        });
+        tokio::task::yield_now().await;
+        // The process "freezes" with the write queued; on waking, the fence is closed.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let _ = go_tx.send(());
+        assert_eq!(
+            wrote_rx.recv().await,
+            None,
+            "the connection task was dropped unwritten"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_task_runs_while_the_fence_is_open() {
+        use hyper::rt::Executor as _;
+
+        let fence = Fence::closed();
+        fence.open_until(Instant::now() + Duration::from_secs(10));
+        let (wrote_tx, mut wrote_rx) = tokio::sync::mpsc::unbounded_channel();
+        FencedExecutor(fence).execute(async move {
+            let _ = wrote_tx.send("written");
+        });
+        assert_eq!(wrote_rx.recv().await, Some("written"));
     }
 
     #[tokio::test(start_paused = true)]
