@@ -37,7 +37,8 @@ cgroup_pids() {
     [ -d "${hierarchy}@ROOT@" ] && find "${hierarchy}@ROOT@" -name cgroup.procs -exec cat {} + 2>/dev/null
   done
 }
-for pid in $(node_pids); do kill -TERM "$pid" 2>/dev/null; done
+killed=""
+for pid in $(node_pids); do kill -TERM "$pid" 2>/dev/null; killed="$killed $pid"; done
 for _ in 1 2 3 4 5 6 7 8 9 10; do
   [ -z "$(node_pids)" ] && break
   sleep 1
@@ -46,6 +47,17 @@ for _ in 1 2 3 4 5; do
   pids="$(node_pids; cgroup_pids)"
   [ -z "$pids" ] && break
   kill -KILL $pids 2>/dev/null
+  killed="$killed $pids"
+  sleep 0.2
+done
+# A killed process stays in /proc as a zombie until its parent reaps it, and once the shims are
+# gone that parent is init, which reaps when it gets to it (the host's `pause` processes were
+# still listed when the test looked, in one CI run). Wait for that, so the host is as it was
+# when the node's drop returns.
+for _ in $(seq 50); do
+  left=""
+  for pid in $killed; do [ -e "/proc/$pid" ] && left=1 && break; done
+  [ -z "$left" ] && break
   sleep 0.2
 done
 for _ in 1 2 3 4 5; do
