@@ -16,7 +16,6 @@ use crate_operator_api::rules::Interval;
 use crate_operator_api::{AnalyticsCrate, AnalyticsCrateStatus};
 use futures::{Future, StreamExt, TryStreamExt};
 use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::Recorder;
@@ -31,7 +30,7 @@ use crate::decide::{self, LoaderJob, Observation};
 use crate::job::JobError;
 use crate::loader_namespace::{LABEL_APP_NAME, LABEL_MANAGED_BY, LOADER_APP_NAME, MANAGER_NAME};
 use crate::metrics::{ErrorLabels, Metrics};
-use crate::observe;
+use crate::observe::{self, JobSummary};
 use crate::status;
 
 mod act;
@@ -44,6 +43,7 @@ mod pending;
 mod report;
 mod written;
 
+pub use cached::CachedJob;
 pub use context::{Context, Settings};
 
 /// Field manager of everything the manager applies (crate status, loader namespace resources).
@@ -126,12 +126,18 @@ async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, E
     let generation = ac.metadata.generation.unwrap_or(0);
     let prev = ac.status.clone().unwrap_or_default();
 
-    // Observe. Pods are only read for a finished Job whose result is about to be recorded.
-    let jobs: Vec<Arc<Job>> = ctx.jobs.of(&uid);
+    // Observe. Pods are only read for a finished Job whose result is about to be recorded, and
+    // for a running one that has had time to start and has not.
+    let jobs: Vec<Arc<JobSummary>> = ctx.jobs.of(&uid);
     let views: Vec<LoaderJob> = jobs
         .iter()
         .filter_map(|j| observe::loader_job(j, &[]))
         .collect();
+    let running = decide::active(&views).and_then(|v| jobs.iter().find(|j| j.name == v.name));
+    let pending = match running {
+        Some(job) => pending::why(ctx, &ns, job).await?,
+        None => None,
+    };
     context::update_running_gauge(ctx);
     // The shared rules ([`crate_operator_api::rules`]): what admission let through but cannot
     // load is reported on the crate, not retried.
@@ -155,6 +161,7 @@ async fn reconcile_crate(ac: &AnalyticsCrate, ctx: &Context) -> Result<Action, E
         status: &prev,
         stalled: status::is_stalled(&prev),
         jobs: &views,
+        pending: pending.as_ref(),
         now: Timestamp::now(),
     };
 
@@ -221,7 +228,7 @@ pub async fn run(
     ready: Arc<AtomicBool>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (crates, jobs_api, quotas): (Api<AnalyticsCrate>, Api<Job>, Api<ResourceQuota>) =
+    let (crates, jobs_api, quotas): (Api<AnalyticsCrate>, Api<CachedJob>, Api<ResourceQuota>) =
         match &watch_namespace {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
@@ -245,7 +252,6 @@ pub async fn run(
             .page_size(LIST_PAGE),
     )
     .default_backoff()
-    .modify(cached::trim_job)
     .inspect_ok(move |event| indexed.apply(event))
     .inspect_ok(listings.watch())
     .touched_objects();

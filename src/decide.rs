@@ -20,6 +20,8 @@
 use std::time::Duration;
 
 use crate_operator_api::AnalyticsCrateStatus;
+
+pub mod capacity;
 use crate_operator_api::contract::LoadResult;
 use jiff::Timestamp;
 
@@ -47,6 +49,16 @@ pub enum JobState {
     Finished { result: LoadResult, at: Timestamp },
 }
 
+/// Why the running loader Job has no running Pod yet, as the observe step found it (the
+/// manager's `controller::pending` looks once the Job has had a grace period to start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    /// A ResourceQuota refuses the Job's Pod.
+    Quota(String),
+    /// The Pod exists but cannot start (the kubelet's message).
+    PodBlocked(String),
+}
+
 /// Everything `decide` looks at.
 #[derive(Debug)]
 pub struct Observation<'a> {
@@ -63,14 +75,21 @@ pub struct Observation<'a> {
     /// Whether the last recorded load failed permanently (the Stalled condition).
     pub stalled: bool,
     pub jobs: &'a [LoaderJob],
+    /// Why the running Job ([`active`]) is not running yet, if the observe step found out.
+    pub pending: Option<&'a Pending>,
     pub now: Timestamp,
 }
 
 /// What to do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// A loader Job is still running; its completion wakes the crate up again.
-    Await { job: String, trigger: String },
+    /// A loader Job is still running; its completion wakes the crate up again. `pending` says
+    /// why it has not started, when something keeps it from starting.
+    Await {
+        job: String,
+        trigger: String,
+        pending: Option<Pending>,
+    },
     /// A Job finished and its outcome is not in the status yet.
     Record {
         job: String,
@@ -94,10 +113,11 @@ pub enum Decision {
 
 /// Decides the next step for one crate.
 pub fn decide(o: &Observation<'_>) -> Decision {
-    if let Some(job) = o.jobs.iter().find(|j| j.state == JobState::Active) {
+    if let Some(job) = active(o.jobs) {
         return Decision::Await {
             job: job.name.clone(),
             trigger: job.trigger.clone(),
+            pending: o.pending.cloned(),
         };
     }
     if let Some(record) = unrecorded(o) {
@@ -121,6 +141,11 @@ pub fn decide(o: &Observation<'_>) -> Decision {
         },
         Wanted::Never => Decision::Idle { wake_after: None },
     }
+}
+
+/// The crate's running loader Job, which [`decide`] awaits (one at a time per crate).
+pub fn active(jobs: &[LoaderJob]) -> Option<&LoaderJob> {
+    jobs.iter().find(|j| j.state == JobState::Active)
 }
 
 /// The newest finished Job, unless the status already describes it. Older finished Jobs are

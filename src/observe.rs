@@ -4,11 +4,16 @@
 //! [`LoadResult`] in its termination message; when it could not (killed for memory, the Job's
 //! deadline, a Pod that never started), the result is derived from the Job's and Pod's status so
 //! the crate's status always says what happened. Pure: the controller fetches the objects.
+//!
+//! The Job watch keeps only a [`JobSummary`] of each Job (see `controller::jobs`): the Pod
+//! template and the rest of the Job are never read back, and with thousands of finished Jobs kept
+//! for their logs their size is most of the manager's memory.
 
 use crate_operator_api::contract::{LoadResult, Outcome};
 use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::JobStatus;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Event, Pod};
+use kube::api::ObjectMeta;
 
 use crate::decide::{JobState, LoaderJob};
 use crate::job::{ANNOTATION_CRATE_GENERATION, ANNOTATION_TRIGGER, CONTAINER_NAME};
@@ -64,71 +69,124 @@ fn event_time(event: &Event) -> Timestamp {
         .unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// The view of a loader Job that `decide` needs. `None` for a Job without our annotations.
-pub fn loader_job(job: &Job, pods: &[Pod]) -> Option<LoaderJob> {
-    let meta = &job.metadata;
-    let annotations = meta.annotations.as_ref()?;
-    let trigger = annotations.get(ANNOTATION_TRIGGER)?.clone();
-    let generation = annotations.get(ANNOTATION_CRATE_GENERATION)?.parse().ok()?;
-    let created = meta
-        .creation_timestamp
-        .as_ref()
-        .map_or(Timestamp::UNIX_EPOCH, |t| t.0);
-    let state = match finished(job) {
-        None => JobState::Active,
-        Some((succeeded, at, reason, message)) => {
-            let datasource = job_datasource(job);
-            let result = result_from_pods(pods).unwrap_or_else(|| {
-                fallback_result(
-                    succeeded,
-                    reason.as_deref(),
-                    message.as_deref(),
-                    pods,
-                    datasource,
-                )
-            });
-            JobState::Finished { result, at }
+/// What the manager keeps of a loader Job: what [`loader_job`] and the pending diagnosis read.
+/// Made once per watch event by [`JobSummary::of`]; about 500 bytes, where the Job as served
+/// is 9 KiB and a `k8s_openapi` `Job` holding only its metadata and status still takes 2.8 KiB.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSummary {
+    pub name: String,
+    pub namespace: String,
+    /// The name of the object controlling it: the crate, whose datasource has its name.
+    pub owner: Option<String>,
+    /// The trigger and crate generation annotations; `None` on a Job the manager did not make.
+    pub trigger: Option<String>,
+    pub generation: Option<i64>,
+    pub created: Option<Timestamp>,
+    pub pods: PodCounts,
+    /// Its terminal condition, once it has one.
+    pub finished: Option<Finished>,
+}
+
+/// The Job's Pod counts, from its status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PodCounts {
+    pub active: i32,
+    pub ready: i32,
+    pub succeeded: i32,
+    pub failed: i32,
+}
+
+/// A Job's terminal condition (`Complete` or `Failed`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub succeeded: bool,
+    pub at: Timestamp,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+}
+
+impl JobSummary {
+    /// The summary of the Job with `meta` and `status`.
+    pub fn of(meta: &ObjectMeta, status: Option<&JobStatus>) -> JobSummary {
+        let annotation = |key| meta.annotations.as_ref()?.get(key);
+        JobSummary {
+            name: meta.name.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            owner: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map(|o| o.name.clone()),
+            trigger: annotation(ANNOTATION_TRIGGER).cloned(),
+            generation: annotation(ANNOTATION_CRATE_GENERATION).and_then(|g| g.parse().ok()),
+            created: meta.creation_timestamp.as_ref().map(|t| t.0),
+            pods: status.map(PodCounts::of).unwrap_or_default(),
+            finished: status.and_then(finished),
         }
-    };
-    Some(LoaderJob {
-        name: meta.name.clone().unwrap_or_default(),
-        trigger,
-        generation,
-        created,
-        state,
+    }
+}
+
+impl PodCounts {
+    fn of(status: &JobStatus) -> PodCounts {
+        PodCounts {
+            active: status.active.unwrap_or(0),
+            ready: status.ready.unwrap_or(0),
+            succeeded: status.succeeded.unwrap_or(0),
+            failed: status.failed.unwrap_or(0),
+        }
+    }
+}
+
+/// The terminal condition, once the Job has one.
+fn finished(status: &JobStatus) -> Option<Finished> {
+    let condition = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")?;
+    let at = condition
+        .last_transition_time
+        .as_ref()
+        .or(status.completion_time.as_ref())
+        .map_or(Timestamp::UNIX_EPOCH, |t| t.0);
+    Some(Finished {
+        succeeded: condition.type_ == "Complete",
+        at,
+        reason: condition.reason.clone(),
+        message: condition.message.clone(),
     })
 }
 
-/// `(succeeded, when, reason, message)` once the Job has a terminal condition.
-fn finished(job: &Job) -> Option<(bool, Timestamp, Option<String>, Option<String>)> {
-    let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    conditions
-        .iter()
-        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        .map(|c| {
-            let at = c
-                .last_transition_time
-                .as_ref()
-                .map(|t| t.0)
-                .or_else(|| job.status.as_ref()?.completion_time.as_ref().map(|t| t.0))
-                .unwrap_or(Timestamp::UNIX_EPOCH);
-            (
-                c.type_ == "Complete",
-                at,
-                c.reason.clone(),
-                c.message.clone(),
-            )
-        })
-}
-
-/// The datasource is named after the crate, which owns the Job.
-fn job_datasource(job: &Job) -> Option<String> {
-    job.metadata
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|o| o.controller == Some(true))
-        .map(|o| o.name.clone())
+/// The view of a loader Job that `decide` needs, with its Pods once it has finished (for the
+/// loader's result). `None` for a Job without our annotations.
+pub fn loader_job(job: &JobSummary, pods: &[Pod]) -> Option<LoaderJob> {
+    let (trigger, generation) = (job.trigger.clone()?, job.generation?);
+    let state = match &job.finished {
+        None => JobState::Active,
+        Some(finished) => {
+            let result = result_from_pods(pods).unwrap_or_else(|| {
+                fallback_result(
+                    finished.succeeded,
+                    finished.reason.as_deref(),
+                    finished.message.as_deref(),
+                    pods,
+                    job.owner.clone(),
+                )
+            });
+            JobState::Finished {
+                result,
+                at: finished.at,
+            }
+        }
+    };
+    Some(LoaderJob {
+        name: job.name.clone(),
+        trigger,
+        generation,
+        created: job.created.unwrap_or(Timestamp::UNIX_EPOCH),
+        state,
+    })
 }
 
 /// The load container's termination in the newest Pod that has one.

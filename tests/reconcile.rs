@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate_operator::controller::CachedJob;
 use crate_operator::controller::jobs::Jobs;
 use crate_operator::controller::{self, Context, Settings};
 use crate_operator::job::{self, ANNOTATION_TRIGGER, CONTAINER_NAME, JobConfig};
@@ -659,7 +660,8 @@ impl Harness {
 
     /// Delivers a Job to the store, as the Job watch would.
     fn watch(&mut self, job: &Job) {
-        self.jobs.apply(&watcher::Event::Apply(job.clone()));
+        self.jobs
+            .apply(&watcher::Event::Apply(CachedJob::from(job.clone())));
     }
 
     /// The reconcile that the watch event of a status write triggers. It must start nothing and

@@ -18,13 +18,13 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::context::{Context, Starting, running_jobs};
-use super::pending::{self, Pending};
 use super::report::{publish, record_outcome, report_invalid};
-use super::{Error, FIELD_MANAGER, api_error, condition_reason, jobs};
-use crate::decide::{Decision, JobState, LoaderJob};
+use super::{CachedJob, Error, FIELD_MANAGER, api_error, condition_reason, jobs};
+use crate::decide::capacity::{self, Admission, Slots};
+use crate::decide::{Decision, JobState, LoaderJob, Pending};
 use crate::job::{self, JobError};
 use crate::loader_namespace;
-use crate::observe;
+use crate::observe::{self, JobSummary};
 use crate::status::{self, Progress};
 
 /// How long a loader Job may sit without a running Pod before the manager looks for why (see
@@ -43,7 +43,7 @@ pub(super) async fn act(
     ac: &AnalyticsCrate,
     ns: &str,
     uid: &str,
-    jobs: &[Arc<Job>],
+    jobs: &[Arc<JobSummary>],
     prev: &AnalyticsCrateStatus,
     decision: Decision,
 ) -> Result<(AnalyticsCrateStatus, Action), Error> {
@@ -51,31 +51,37 @@ pub(super) async fn act(
     let now = Timestamp::now();
     let next = |progress: &Progress<'_>| status::next(prev, generation, progress, now);
     Ok(match &decision {
-        Decision::Await { job, trigger } => {
-            let running = jobs.iter().find(|j| j.name_any() == *job);
-            match pending::why(ctx, ns, running.map(AsRef::as_ref)).await? {
-                Some(Pending::Quota(message)) => (
-                    next(&Progress::QuotaExceeded { message }),
-                    Action::requeue(QUOTA_RECHECK),
-                ),
-                Some(Pending::PodBlocked(message)) => {
-                    if condition_reason(prev, status::RECONCILING) != Some("PodBlocked") {
-                        warn!(namespace = ns, name = %ac.name_any(), job, %message, "loader pod cannot start");
-                        let note = format!("loader job {job} cannot start its pod: {message}");
-                        publish(ctx, ac, EventType::Warning, "PodBlocked", note).await;
-                    }
-                    (
-                        next(&Progress::PodBlocked { job, message }),
-                        Action::requeue(POD_GRACE),
-                    )
+        Decision::Await {
+            job,
+            trigger,
+            pending,
+        } => match pending {
+            Some(Pending::Quota(message)) => (
+                next(&Progress::QuotaExceeded {
+                    message: message.clone(),
+                }),
+                Action::requeue(QUOTA_RECHECK),
+            ),
+            Some(Pending::PodBlocked(message)) => {
+                if condition_reason(prev, status::RECONCILING) != Some("PodBlocked") {
+                    warn!(namespace = ns, name = %ac.name_any(), job, %message, "loader pod cannot start");
+                    let note = format!("loader job {job} cannot start its pod: {message}");
+                    publish(ctx, ac, EventType::Warning, "PodBlocked", note).await;
                 }
-                // A Job may yet be held by a quota or a Pod fail to start: look again soon.
-                None => (
-                    next(&Progress::Loading { job, trigger }),
+                (
+                    next(&Progress::PodBlocked {
+                        job,
+                        message: message.clone(),
+                    }),
                     Action::requeue(POD_GRACE),
-                ),
+                )
             }
-        }
+            // A Job may yet be held by a quota or a Pod fail to start: look again soon.
+            None => (
+                next(&Progress::Loading { job, trigger }),
+                Action::requeue(POD_GRACE),
+            ),
+        },
         Decision::Record {
             job,
             trigger,
@@ -86,7 +92,7 @@ pub(super) async fn act(
             let pods = list_pods(ctx, ns, job).await?;
             let view = jobs
                 .iter()
-                .find(|j| j.name_any() == *job)
+                .find(|j| j.name == *job)
                 .and_then(|j| observe::loader_job(j, &pods));
             let Some(LoaderJob {
                 state: JobState::Finished { result, .. },
@@ -199,36 +205,28 @@ async fn start(
 
     let mut starting = ctx.starting.lock().await;
     let running = running_jobs(ctx, &mut starting);
-    if running.contains_key(&name) {
-        return Ok((loading(), Action::await_change()));
-    }
-    // One Job at a time per crate: one started a moment ago for another trigger (say a spec
-    // change and a reload at once) is not in the watch cache yet, but it is running.
-    if let Some((job, started)) = starting.iter().find(|(_, s)| s.crate_uid == uid) {
-        let loading = Started::Loading {
-            job: job.clone(),
-            trigger: started.trigger.clone(),
-        };
-        return Ok((loading, Action::await_change()));
-    }
-    let in_namespace = running.values().filter(|n| n.as_str() == ns).count();
-    let settings = &ctx.settings;
-    // One message for either cap: a crate that waits long alternates between them, and a
-    // message that changed each time would cost a status write each time.
-    let full = (running.len() >= settings.max_running
-        || in_namespace >= settings.max_running_per_namespace)
-        .then(|| {
-            format!(
-                "waiting for a free loader slot: at most {} loader jobs run at once (--max-running-loads) and {} per namespace (--max-running-loads-per-namespace); the load starts when one finishes",
-                settings.max_running, settings.max_running_per_namespace
-            )
-        });
-    if let Some(message) = full {
-        ctx.set_waiting(uid, Some(ObjectRef::from_obj(ac)));
-        return Ok((
-            Started::WaitingForCapacity(message),
-            Action::requeue(WAIT_RECHECK),
-        ));
+    let slots = Slots {
+        running: &running,
+        started_for_crate: starting
+            .iter()
+            .find(|(_, s)| s.crate_uid == uid)
+            .map(|(job, s)| (job.as_str(), s.trigger.as_str())),
+        max_running: ctx.settings.max_running,
+        max_running_per_namespace: ctx.settings.max_running_per_namespace,
+    };
+    match capacity::admit(&slots, &name, ns) {
+        Admission::Start => {}
+        Admission::Running => return Ok((loading(), Action::await_change())),
+        Admission::Busy { job, trigger } => {
+            return Ok((Started::Loading { job, trigger }, Action::await_change()));
+        }
+        Admission::Full(message) => {
+            ctx.set_waiting(uid, Some(ObjectRef::from_obj(ac)));
+            return Ok((
+                Started::WaitingForCapacity(message),
+                Action::requeue(WAIT_RECHECK),
+            ));
+        }
     }
 
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
@@ -260,7 +258,7 @@ async fn start(
         // may even have finished; then it is recorded once the watch delivers it.
         Err(kube::Error::Api(status)) if status.code == 409 => {
             drop(starting);
-            existing_job(&api, &name, ns, uid, trigger).await
+            existing_job(ctx, &name, ns, uid, trigger).await
         }
         Err(kube::Error::Api(status))
             if status.code == 403 && status.message.contains("exceeded quota") =>
@@ -288,12 +286,13 @@ async fn start(
 /// it (same trigger and status, same name). Running, it is this load; finished, it is recorded
 /// once the watch delivers it, without a false "Loading" meanwhile.
 async fn existing_job(
-    api: &Api<Job>,
+    ctx: &Context,
     name: &str,
     ns: &str,
     uid: &str,
     trigger: &str,
 ) -> Result<(Started, Action), Error> {
+    let api: Api<CachedJob> = Api::namespaced(ctx.client.clone(), ns);
     let existing = api.get(name).await.map_err(api_error(
         format!("read the existing loader job {name}"),
         ns,
@@ -304,7 +303,10 @@ async fn existing_job(
             namespace: ns.to_owned(),
         });
     }
-    if jobs::is_finished(&existing) {
+    if JobSummary::of(&existing.metadata, existing.status.as_ref())
+        .finished
+        .is_some()
+    {
         return Ok((Started::Finished, Action::requeue(Duration::from_secs(1))));
     }
     let loading = Started::Loading {

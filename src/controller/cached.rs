@@ -1,58 +1,66 @@
 //! What the manager keeps of each watched object: only what its decisions read.
 //!
-//! Part of the wiring in [`super::run`]: applied to every watch event before the reflector
-//! stores it. A loader Job is about 8 KiB as the API serves it, most of it the Pod template
-//! (written by the manager, never read back) and `managedFields`; with thousands of Jobs kept
-//! for their logs that was most of the manager's memory. What stays of a Job: its name,
-//! namespace, uid, resource version, creation time, the two annotations `observe` reads
-//! (trigger and generation), its controlling owner (the crate) and the status counts and the
-//! terminal condition that tell whether and how it finished. Of a crate: everything but
-//! `managedFields`, labels and other annotations than the reload request (`kubectl apply`
-//! leaves a copy of the whole object in one; status is written by server-side apply, which
-//! needs no `managedFields` locally).
+//! Part of the wiring in [`super::run`]. A loader Job is about 9 KiB as the API serves it, most
+//! of it the Pod template (written by the manager, never read back) and `managedFields`. Decoded
+//! as a `k8s_openapi` `Job` it took 80 KiB while parsed, and even with its spec dropped the
+//! struct alone is 2.5 KiB (the Pod template is inline): with thousands of Jobs kept for their
+//! logs that was most of the manager's memory. So the Job watch decodes a [`CachedJob`], which
+//! has no spec (the template is skipped while parsing, never allocated), and the Job index keeps
+//! only its `observe::JobSummary`.
 //!
-//! Fields are set to `None` rather than cleared: a cleared `Vec` or map keeps its allocation.
+//! Crates are trimmed before the reflector stores them: everything but `managedFields`, labels
+//! and other annotations than the reload request goes (`kubectl apply` leaves a copy of the whole
+//! object in one; status is written by server-side apply, which needs no `managedFields`
+//! locally). Fields are set to `None` rather than cleared: a cleared `Vec` or map keeps its
+//! allocation.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobCondition};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::batch::v1::{Job, JobStatus};
+use kube::api::ObjectMeta;
+use serde::Deserialize;
 
 use crate_operator_api::AnalyticsCrate;
 use crate_operator_api::contract::ANNOTATION_RELOAD_REQUESTED_AT;
 
-use crate::job::{ANNOTATION_CRATE_GENERATION, ANNOTATION_TRIGGER};
+/// A `batch/v1` Job without its spec: what the Job watch decodes and the index keeps.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct CachedJob {
+    pub metadata: ObjectMeta,
+    pub status: Option<JobStatus>,
+}
 
-/// Drops what no decision reads from a loader Job.
-pub fn trim_job(job: &mut Job) {
-    let meta = &mut job.metadata;
-    meta.managed_fields = None;
-    meta.labels = None;
-    keep_annotations(
-        &mut meta.annotations,
-        &[ANNOTATION_TRIGGER, ANNOTATION_CRATE_GENERATION],
-    );
-    if let Some(owners) = meta.owner_references.take() {
-        let controller: Vec<_> = owners
-            .into_iter()
-            .filter(|o| o.controller == Some(true))
-            .collect();
-        meta.owner_references = (!controller.is_empty()).then_some(controller);
+impl kube::Resource for CachedJob {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind((): &()) -> Cow<'_, str> {
+        <Job as kube::Resource>::kind(&())
     }
-    job.spec = None;
-    if let Some(status) = &mut job.status {
-        status.uncounted_terminated_pods = None;
-        status.completed_indexes = None;
-        status.failed_indexes = None;
-        if let Some(conditions) = status.conditions.take() {
-            let terminal: Vec<_> = conditions
-                .into_iter()
-                .filter(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-                .map(|c| JobCondition {
-                    last_probe_time: None,
-                    ..c
-                })
-                .collect();
-            status.conditions = (!terminal.is_empty()).then_some(terminal);
+    fn group((): &()) -> Cow<'_, str> {
+        <Job as kube::Resource>::group(&())
+    }
+    fn version((): &()) -> Cow<'_, str> {
+        <Job as kube::Resource>::version(&())
+    }
+    fn plural((): &()) -> Cow<'_, str> {
+        <Job as kube::Resource>::plural(&())
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl From<Job> for CachedJob {
+    fn from(job: Job) -> Self {
+        CachedJob {
+            metadata: job.metadata,
+            status: job.status,
         }
     }
 }
@@ -81,84 +89,29 @@ mod tests {
     use kube::ResourceExt as _;
 
     use super::*;
-    use crate::observe;
 
-    fn loader_job() -> Job {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {
-                "name": "omop-1a2b3c4d5e",
-                "namespace": "research",
-                "uid": "job-uid",
-                "creationTimestamp": "2026-12-03T10:00:00Z",
-                "labels": {"app.kubernetes.io/name": "crate-loader"},
-                "annotations": {
-                    (ANNOTATION_TRIGGER): "generation:3",
-                    (ANNOTATION_CRATE_GENERATION): "3"
-                },
-                "ownerReferences": [{
-                    "apiVersion": "xlscsde.nhs.uk/v1", "kind": "AnalyticsCrate",
-                    "name": "omop", "uid": "crate-uid", "controller": true
-                }, {
-                    "apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "cm-uid"
-                }],
-                "managedFields": [{"manager": "crate-operator", "operation": "Apply"}]
-            },
+    #[test]
+    fn a_cached_job_is_read_from_the_jobs_api() {
+        use kube::Resource as _;
+        assert_eq!(
+            CachedJob::url_path(&(), Some("research")),
+            Job::url_path(&(), Some("research"))
+        );
+        assert_eq!(CachedJob::api_version(&()), "batch/v1");
+        assert_eq!(CachedJob::kind(&()), "Job");
+    }
+
+    #[test]
+    fn a_cached_job_decodes_a_served_job_but_its_spec() {
+        let job: CachedJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "omop-1a2b3c4d5e", "namespace": "research"},
             "spec": {"template": {"spec": {"containers": [{"name": "load", "image": "x"}]}}},
-            "status": {
-                "completionTime": "2026-12-03T10:00:09Z",
-                "succeeded": 1,
-                "uncountedTerminatedPods": {},
-                "conditions": [
-                    {"type": "SuccessCriteriaMet", "status": "True",
-                     "lastTransitionTime": "2026-12-03T10:00:09Z"},
-                    {"type": "Complete", "status": "True", "reason": "CompletionsReached",
-                     "lastProbeTime": "2026-12-03T10:00:09Z",
-                     "lastTransitionTime": "2026-12-03T10:00:09Z"}
-                ]
-            }
+            "status": {"succeeded": 1}
         }))
-        .expect("job")
-    }
-
-    #[test]
-    fn a_trimmed_job_observes_exactly_like_the_whole_one() {
-        let whole = loader_job();
-        let mut trimmed = whole.clone();
-        trim_job(&mut trimmed);
-        assert!(trimmed.spec.is_none());
-        assert!(trimmed.metadata.managed_fields.is_none());
-        assert!(trimmed.metadata.labels.is_none());
-        assert!(observe::loader_job(&whole, &[]).is_some());
-        assert_eq!(
-            observe::loader_job(&trimmed, &[]),
-            observe::loader_job(&whole, &[])
-        );
-        assert_eq!(trimmed.owner_references(), &whole.owner_references()[..1]);
-        let status = trimmed.status.expect("status");
-        let kept: Vec<&str> = status
-            .conditions
-            .iter()
-            .flatten()
-            .map(|c| c.type_.as_str())
-            .collect();
-        assert_eq!(kept, ["Complete"]);
-        assert_eq!(status.succeeded, Some(1));
-    }
-
-    #[test]
-    fn a_trimmed_job_still_counts_as_running_until_it_finishes() {
-        let mut running = loader_job();
-        running.status =
-            serde_json::from_value(serde_json::json!({"active": 1, "ready": 1})).expect("status");
-        let whole = running.clone();
-        trim_job(&mut running);
-        assert_eq!(running.status, whole.status);
-        assert_eq!(
-            observe::loader_job(&running, &[]),
-            observe::loader_job(&whole, &[])
-        );
+        .expect("a CachedJob");
+        assert_eq!(job.name_any(), "omop-1a2b3c4d5e");
+        assert_eq!(job.status.and_then(|s| s.succeeded), Some(1));
     }
 
     #[test]

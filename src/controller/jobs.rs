@@ -1,7 +1,8 @@
 //! The loader Jobs the manager knows of, indexed by the crate that controls them.
 //!
-//! Part of the wiring in [`super::run`]: every event of the Job watch is applied here (after
-//! [`super::cached::trim_job`]), and the observe step of a reconcile asks for one crate's Jobs.
+//! Part of the wiring in [`super::run`]: every event of the Job watch is applied here, kept as a
+//! [`JobSummary`] (what observing it reads, a fifth of the memory of the Job's metadata and
+//! status), and the observe step of a reconcile asks for one crate's Jobs.
 //! kube-runtime's reflector store has no index: finding one crate's Jobs meant walking all of
 //! them, and so did counting the running ones, three times per reconcile. With 10,000 crates
 //! and their finished Jobs that made a manager's start quadratic (35 s of reconciles, most of it
@@ -13,9 +14,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt as _;
 use kube::runtime::watcher::Event;
+
+use super::CachedJob;
+use crate::observe::JobSummary;
 
 /// The Jobs, by crate uid, and the unfinished ones.
 #[derive(Default)]
@@ -27,38 +30,39 @@ pub struct Jobs {
 
 #[derive(Default)]
 struct Index {
-    by_crate: HashMap<String, Vec<Arc<Job>>>,
+    by_crate: HashMap<String, Vec<Arc<JobSummary>>>,
     /// Unfinished Jobs: name → namespace.
     running: HashMap<String, String>,
 }
 
 impl Index {
-    fn apply(&mut self, job: &Job) {
+    fn apply(&mut self, job: &CachedJob) {
         let Some(owner) = controller_uid(job) else {
             return;
         };
-        let name = job.name_any();
-        let jobs = self.by_crate.entry(owner.to_owned()).or_default();
-        let job = Arc::new(job.clone());
-        match jobs.iter_mut().find(|j| same(j, &job)) {
-            Some(slot) => *slot = job.clone(),
-            None => jobs.push(job.clone()),
-        }
-        if is_finished(&job) {
-            self.running.remove(&name);
+        let job = JobSummary::of(&job.metadata, job.status.as_ref());
+        if job.finished.is_some() {
+            self.running.remove(&job.name);
         } else {
-            self.running
-                .insert(name, job.namespace().unwrap_or_default());
+            self.running.insert(job.name.clone(), job.namespace.clone());
+        }
+        let jobs = self.by_crate.entry(owner.to_owned()).or_default();
+        let job = Arc::new(job);
+        match jobs.iter_mut().find(|j| same(j, &job)) {
+            Some(slot) => *slot = job,
+            None => jobs.push(job),
         }
     }
 
-    fn delete(&mut self, job: &Job) {
+    fn delete(&mut self, job: &CachedJob) {
         self.running.remove(&job.name_any());
         let Some(owner) = controller_uid(job) else {
             return;
         };
         if let Some(jobs) = self.by_crate.get_mut(owner) {
-            jobs.retain(|j| !same(j, job));
+            jobs.retain(|j| {
+                j.name != job.name_any() || Some(&j.namespace) != job.namespace().as_ref()
+            });
             if jobs.is_empty() {
                 self.by_crate.remove(owner);
             }
@@ -68,7 +72,7 @@ impl Index {
 
 impl Jobs {
     /// Applies one event of the Job watch.
-    pub fn apply(&self, event: &Event<Job>) {
+    pub fn apply(&self, event: &Event<CachedJob>) {
         match event {
             Event::Apply(job) => write(&self.index).apply(job),
             Event::Delete(job) => write(&self.index).delete(job),
@@ -87,7 +91,7 @@ impl Jobs {
     }
 
     /// The Jobs controlled by the crate with uid `crate_uid`.
-    pub fn of(&self, crate_uid: &str) -> Vec<Arc<Job>> {
+    pub fn of(&self, crate_uid: &str) -> Vec<Arc<JobSummary>> {
         read(&self.index)
             .by_crate
             .get(crate_uid)
@@ -110,10 +114,7 @@ impl Jobs {
         read(&self.index)
             .by_crate
             .get(crate_uid)
-            .is_some_and(|jobs| {
-                jobs.iter()
-                    .any(|j| j.metadata.name.as_deref() == Some(name))
-            })
+            .is_some_and(|jobs| jobs.iter().any(|j| j.name == name))
     }
 }
 
@@ -125,34 +126,23 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn same(a: &Job, b: &Job) -> bool {
-    a.metadata.name == b.metadata.name && a.metadata.namespace == b.metadata.namespace
+fn same(a: &JobSummary, b: &JobSummary) -> bool {
+    a.name == b.name && a.namespace == b.namespace
 }
 
 /// The uid of the object that controls `job` (for a loader Job, its crate).
-pub fn controller_uid(job: &Job) -> Option<&str> {
+pub fn controller_uid(job: &CachedJob) -> Option<&str> {
     job.owner_references()
         .iter()
         .find(|o| o.controller == Some(true))
         .map(|o| o.uid.as_str())
 }
 
-/// Whether `job` has a terminal condition.
-pub fn is_finished(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn job(name: &str, crate_uid: &str, finished: bool) -> Job {
+    fn job(name: &str, crate_uid: &str, finished: bool) -> CachedJob {
         let conditions = if finished {
             serde_json::json!([{"type": "Complete", "status": "True"}])
         } else {
@@ -171,8 +161,8 @@ mod tests {
         .expect("job")
     }
 
-    fn names(jobs: &[Arc<Job>]) -> Vec<String> {
-        let mut names: Vec<String> = jobs.iter().map(|j| j.name_any()).collect();
+    fn names(jobs: &[Arc<JobSummary>]) -> Vec<String> {
+        let mut names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
         names.sort();
         names
     }
@@ -198,7 +188,7 @@ mod tests {
         assert_eq!(jobs.running().len(), 2);
         jobs.apply(&Event::Apply(job("a-1", "a", true)));
         assert_eq!(jobs.of("a").len(), 1, "an update replaces the Job");
-        assert!(is_finished(&jobs.of("a")[0]));
+        assert!(jobs.of("a")[0].finished.is_some());
         jobs.apply(&Event::Delete(job("b-1", "b", false)));
         assert!(jobs.running().is_empty());
         assert!(jobs.of("b").is_empty());

@@ -1,6 +1,7 @@
 //! Why a loader Job is not running yet, asked while the crate is `Loading`.
 //!
-//! Part of the act step for a Job under way. A Job that has had no Pod for [`POD_GRACE`] may be
+//! Part of the observe step, for a crate whose Job is under way: what it finds goes to `decide`
+//! as [`Pending`]. A Job that has had no Pod for [`POD_GRACE`] may be
 //! held by a ResourceQuota (the Job controller's `FailedCreate` events say so); a Pod pending for
 //! that long may be unable to start at all, say because the crate's Secret or key is missing
 //! (the kubelet's `FailedMount` events and container waiting reasons say so). Either is reported
@@ -10,42 +11,29 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
-use kube::ResourceExt;
+use kube::ResourceExt as _;
 use kube::api::{Api, ListParams};
 
 use super::act::{POD_GRACE, list_pods};
 use super::{Context, Error, api_error};
-use crate::observe;
-
-/// What keeps a loader Job from running.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pending {
-    /// A ResourceQuota refuses the Job's Pod.
-    Quota(String),
-    /// The Pod exists but cannot start (the kubelet's message).
-    PodBlocked(String),
-}
+use crate::decide::Pending;
+use crate::observe::{self, JobSummary};
 
 /// Looks for a reason only once the Job has had [`POD_GRACE`] to get going, so a normal start
 /// costs no requests.
-pub async fn why(ctx: &Context, ns: &str, job: Option<&Job>) -> Result<Option<Pending>, Error> {
-    let Some(job) = job else { return Ok(None) };
+pub async fn why(ctx: &Context, ns: &str, job: &JobSummary) -> Result<Option<Pending>, Error> {
     if age(job) < POD_GRACE {
         return Ok(None);
     }
-    let status = job.status.as_ref();
-    let has_pods = status.is_some_and(|s| {
-        s.active.unwrap_or(0) + s.succeeded.unwrap_or(0) + s.failed.unwrap_or(0) > 0
-    });
-    if !has_pods {
+    let pods = job.pods;
+    if pods.active + pods.succeeded + pods.failed == 0 {
         return Ok(quota_rejection(ctx, ns, job).await?.map(Pending::Quota));
     }
-    if status.and_then(|s| s.ready).unwrap_or(0) > 0 {
+    if pods.ready > 0 {
         return Ok(None);
     }
-    for pod in list_pods(ctx, ns, &job.name_any()).await? {
+    for pod in list_pods(ctx, ns, &job.name).await? {
         if let Some(message) = pod_blocker(ctx, ns, &pod).await? {
             return Ok(Some(Pending::PodBlocked(message)));
         }
@@ -53,26 +41,28 @@ pub async fn why(ctx: &Context, ns: &str, job: Option<&Job>) -> Result<Option<Pe
     Ok(None)
 }
 
-fn age(job: &Job) -> Duration {
-    job.creation_timestamp().map_or(Duration::ZERO, |t| {
-        Duration::try_from(t.0.duration_until(Timestamp::now())).unwrap_or_default()
+fn age(job: &JobSummary) -> Duration {
+    job.created.map_or(Duration::ZERO, |t| {
+        Duration::try_from(t.duration_until(Timestamp::now())).unwrap_or_default()
     })
 }
 
 /// The Job controller's `FailedCreate` events say whether a ResourceQuota refuses the Pod.
-async fn quota_rejection(ctx: &Context, ns: &str, job: &Job) -> Result<Option<String>, Error> {
+async fn quota_rejection(
+    ctx: &Context,
+    ns: &str,
+    job: &JobSummary,
+) -> Result<Option<String>, Error> {
     let selector = format!(
         "involvedObject.kind=Job,involvedObject.name={},reason=FailedCreate",
-        job.name_any()
+        job.name
     );
-    Ok(
-        events(ctx, ns, &selector, &format!("job {}", job.name_any()))
-            .await?
-            .into_iter()
-            .filter_map(|e| e.message)
-            .find(|m| m.contains("exceeded quota"))
-            .map(|m| format!("a ResourceQuota keeps the loader job from creating its pod: {m}")),
-    )
+    Ok(events(ctx, ns, &selector, &format!("job {}", job.name))
+        .await?
+        .into_iter()
+        .filter_map(|e| e.message)
+        .find(|m| m.contains("exceeded quota"))
+        .map(|m| format!("a ResourceQuota keeps the loader job from creating its pod: {m}")))
 }
 
 async fn pod_blocker(ctx: &Context, ns: &str, pod: &Pod) -> Result<Option<String>, Error> {

@@ -44,6 +44,7 @@ struct Given {
     status: AnalyticsCrateStatus,
     stalled: bool,
     jobs: Vec<LoaderJob>,
+    pending: Option<Pending>,
     now: Timestamp,
 }
 
@@ -64,6 +65,7 @@ impl Given {
             },
             stalled: false,
             jobs: vec![],
+            pending: None,
             now: at(100),
         }
     }
@@ -84,6 +86,7 @@ impl Given {
             status: &self.status,
             stalled: self.stalled,
             jobs: &self.jobs,
+            pending: self.pending.as_ref(),
             now: self.now,
         })
     }
@@ -136,20 +139,25 @@ fn after_a_restart_the_next_interval_load_is_due_from_the_last_load_in_the_statu
 }
 
 #[test]
-fn a_running_job_is_awaited_whatever_else_changed() {
-    let given = Given {
-        generation: 3,
-        suspended: true,
-        jobs: vec![job("j2", "generation:2", 50, JobState::Active)],
-        ..Given::loaded_crate()
-    };
-    assert_eq!(
-        given.decide(),
-        Decision::Await {
-            job: "j2".into(),
-            trigger: "generation:2".into()
-        }
-    );
+fn a_running_job_is_awaited_whatever_else_changed_with_what_keeps_it_from_starting() {
+    let blocked = Pending::PodBlocked("secret \"repo-token\" not found".into());
+    for pending in [None, Some(blocked)] {
+        let given = Given {
+            generation: 3,
+            suspended: true,
+            jobs: vec![job("j2", "generation:2", 50, JobState::Active)],
+            pending: pending.clone(),
+            ..Given::loaded_crate()
+        };
+        assert_eq!(
+            given.decide(),
+            Decision::Await {
+                job: "j2".into(),
+                trigger: "generation:2".into(),
+                pending,
+            }
+        );
+    }
 }
 
 #[test]

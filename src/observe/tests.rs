@@ -6,7 +6,12 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::*;
 
-fn job(conditions: &str) -> Job {
+fn job(conditions: &str) -> JobSummary {
+    let job = whole_job(conditions);
+    JobSummary::of(&job.metadata, job.status.as_ref())
+}
+
+fn whole_job(conditions: &str) -> Job {
     serde_yaml::from_str(&format!(
         r#"
 metadata:
@@ -47,7 +52,7 @@ const COMPLETE: &str =
     r#"[{type: Complete, status: "True", lastTransitionTime: "2026-11-22T10:01:00Z"}]"#;
 const FAILED_LIMIT: &str = r#"[{type: Failed, status: "True", reason: BackoffLimitExceeded, message: "Job has reached the specified backoff limit", lastTransitionTime: "2026-11-22T10:02:00Z"}]"#;
 
-fn finished_result(job: &Job, pods: &[Pod]) -> (LoadResult, Timestamp) {
+fn finished_result(job: &JobSummary, pods: &[Pod]) -> (LoadResult, Timestamp) {
     match loader_job(job, pods).expect("a loader job").state {
         JobState::Finished { result, at } => (result, at),
         JobState::Active => panic!("job not finished"),
@@ -67,9 +72,82 @@ fn a_running_job_is_active_with_its_trigger_and_generation() {
 
 #[test]
 fn a_job_without_our_annotations_is_not_a_loader_job() {
-    let mut foreign = job("[]");
+    let mut foreign = whole_job("[]");
     foreign.metadata.annotations = None;
-    assert_eq!(loader_job(&foreign, &[]), None);
+    let summary = JobSummary::of(&foreign.metadata, foreign.status.as_ref());
+    assert_eq!(loader_job(&summary, &[]), None);
+}
+
+/// A finished loader Job as the API serves it: spec, labels, `managedFields`, a second owner
+/// and the Job controller's two conditions.
+const SERVED: &str = r#"{
+  "apiVersion": "batch/v1", "kind": "Job",
+  "metadata": {
+    "name": "omop-1a2b3c4d5e", "namespace": "research", "uid": "job-uid",
+    "creationTimestamp": "2026-12-03T10:00:00Z",
+    "labels": {"app.kubernetes.io/name": "crate-loader"},
+    "annotations": {"xlscsde.nhs.uk/load-trigger": "generation:3", "xlscsde.nhs.uk/crate-generation": "3"},
+    "ownerReferences": [
+      {"apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "cm-uid"},
+      {"apiVersion": "xlscsde.nhs.uk/v1", "kind": "AnalyticsCrate", "name": "omop", "uid": "crate-uid", "controller": true}
+    ],
+    "managedFields": [{"manager": "crate-operator", "operation": "Apply"}]
+  },
+  "spec": {"template": {"spec": {"containers": [{"name": "load", "image": "x"}]}}},
+  "status": {
+    "completionTime": "2026-12-03T10:00:09Z", "succeeded": 1, "uncountedTerminatedPods": {},
+    "conditions": [
+      {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": "2026-12-03T10:00:08Z"},
+      {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+       "lastProbeTime": "2026-12-03T10:00:09Z", "lastTransitionTime": "2026-12-03T10:00:09Z"}
+    ]
+  }
+}"#;
+
+#[test]
+fn a_summary_keeps_what_the_served_job_says_about_the_load() {
+    let served: Job = serde_json::from_str(SERVED).expect("a Job");
+    let summary = JobSummary::of(&served.metadata, served.status.as_ref());
+    let at: Timestamp = "2026-12-03T10:00:09Z".parse().expect("time");
+    assert_eq!(
+        summary,
+        JobSummary {
+            name: "omop-1a2b3c4d5e".into(),
+            namespace: "research".into(),
+            owner: Some("omop".into()),
+            trigger: Some("generation:3".into()),
+            generation: Some(3),
+            created: Some("2026-12-03T10:00:00Z".parse().expect("time")),
+            pods: PodCounts {
+                succeeded: 1,
+                ..PodCounts::default()
+            },
+            finished: Some(Finished {
+                succeeded: true,
+                at,
+                reason: Some("CompletionsReached".into()),
+                message: None,
+            }),
+        }
+    );
+    let (result, finished) = finished_result(&summary, &[]);
+    assert_eq!(finished, at);
+    assert_eq!(result.datasource.as_deref(), Some("omop"));
+}
+
+#[test]
+fn a_running_jobs_summary_counts_its_pods_and_has_no_end() {
+    let mut served: Job = serde_json::from_str(SERVED).expect("a Job");
+    served.status = serde_json::from_str(r#"{"active": 1, "ready": 1}"#).expect("status");
+    let summary = JobSummary::of(&served.metadata, served.status.as_ref());
+    assert_eq!(
+        (summary.pods.active, summary.pods.ready, &summary.finished),
+        (1, 1, &None)
+    );
+    assert_eq!(
+        loader_job(&summary, &[]).map(|j| j.state),
+        Some(JobState::Active)
+    );
 }
 
 #[test]
