@@ -20,7 +20,9 @@
 //!    every crate Ready at the head, and every Job it created recorded in its crate's status.
 //!    Also the Jobs it created, the crate statuses it changed, and its API requests.
 //! 5. **Resume at scale** (`scale/seeded.rs`): 10,000 more crates seeded up to date, and a new
-//!    manager on all of them; `SCALE_RESUME_CRATES=0` skips it.
+//!    manager on all of them; `SCALE_RESUME_CRATES=0` skips it and phase 6.
+//! 6. **Hand-over at scale** (`scale/handover.rs`): that manager frozen past its Lease while a
+//!    standby takes over every crate; the frozen leader's late writes from the audit log.
 //!
 //! The caps are `SCALE_MAX_RUNNING` (10) and `SCALE_MAX_RUNNING_PER_NAMESPACE` (2), the
 //! manager's defaults; the kubelet stand-in runs as many Pods at once as the global cap, so it
@@ -39,6 +41,8 @@
 mod finished;
 #[path = "scale/fixture.rs"]
 mod fixture;
+#[path = "scale/handover.rs"]
+mod handover;
 #[path = "scale/report.rs"]
 mod report;
 #[path = "scale/seeded.rs"]
@@ -233,7 +237,14 @@ async fn bench(config: &Config, setup: &Setup) -> anyhow::Result<Results> {
     let (m1, m1_log, mut load) = load_phase(config, setup, &mut tracker, created).await?;
     let mut steady = steady_phase(config, &mut tracker, &m1).await?;
     let (m2_log, mut resume) = resume_phase(config, setup, &mut tracker, m1).await?;
-    let mut seeded = seeded::phase(config, setup, &mut tracker).await?;
+    let (mut seeded, mut handover) = match seeded::phase(config, setup, &mut tracker).await? {
+        Some((leader, log, seeded)) => {
+            let crates = seeded.crates;
+            let handover = handover::phase(config, setup, &mut tracker, leader, crates).await?;
+            (Some((log, seeded)), Some(handover))
+        }
+        None => (None, None),
+    };
 
     // Requests, from the audit log now that both managers are gone.
     let log = (setup.plane.audit_log()).context("the control plane keeps no audit log")?;
@@ -246,6 +257,12 @@ async fn bench(config: &Config, setup: &Setup) -> anyhow::Result<Results> {
         seeded.requests = requests(seeded.window)?;
         logs.push(log_problems(log));
     }
+    if let Some((standby_log, h)) = &mut handover {
+        h.requests = requests(h.window)?;
+        let agent = format!("({})", h.old_identity);
+        h.late_writes = audit::writes(log, MANAGER_USER, &agent, h.expiry)?;
+        logs.push(log_problems(standby_log));
+    }
     // The control plane's files go with it; the audit log is worth keeping beside the logs.
     std::fs::copy(log, setup.dir.join("audit.log")).context("failed to keep the audit log")?;
     Ok(Results {
@@ -254,6 +271,7 @@ async fn bench(config: &Config, setup: &Setup) -> anyhow::Result<Results> {
         steady,
         resume,
         seeded: seeded.map(|(_, seeded)| seeded),
+        handover: handover.map(|(_, handover)| handover),
         logs,
     })
 }
@@ -397,7 +415,8 @@ struct Results {
     steady: Steady,
     resume: Resume,
     seeded: Option<seeded::AtScale>,
-    /// Of the managers of phases 1–2, 4 and 5.
+    handover: Option<handover::HandOver>,
+    /// Of the managers of phases 1–2, 4, 5 and 6's standby.
     logs: Vec<LogProblems>,
 }
 

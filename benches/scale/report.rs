@@ -20,6 +20,9 @@ pub fn build(config: &Config, r: &Results) -> Report {
     if let Some(seeded) = &r.seeded {
         resume_at_scale(&mut report, seeded);
     }
+    if let Some(handover) = &r.handover {
+        crate::handover::report(&mut report, handover);
+    }
     health(&mut report, r);
     report
 }
@@ -311,7 +314,10 @@ fn health(report: &mut Report, r: &Results) {
         "restarted manager: reconcile errors",
         r.resume.reconcile_errors,
     );
-    for (who, log) in ["first", "restarted", "at_scale"].iter().zip(&r.logs) {
+    for (who, log) in ["first", "restarted", "at_scale", "standby"]
+        .iter()
+        .zip(&r.logs)
+    {
         let samples = if log.samples.is_empty() {
             String::new()
         } else {
@@ -327,7 +333,7 @@ fn health(report: &mut Report, r: &Results) {
 }
 
 /// The rows of the manager's API requests over `window` (and per crate when given).
-fn requests(report: &mut Report, requests: &Requests, window: Duration, crates: Option<usize>) {
+pub fn requests(report: &mut Report, requests: &Requests, window: Duration, crates: Option<usize>) {
     let rpm = per_minute(requests.total, window);
     report.add(
         "requests",

@@ -56,12 +56,12 @@ pub struct Turned {
 }
 
 /// Seeds the crates, starts a manager on everything and waits until it has reconciled each
-/// crate once, then for the settling pause.
+/// crate once, then for the settling pause; returns that manager, still leading, for phase 6.
 pub async fn phase(
     config: &Config,
     setup: &Setup,
     tracker: &mut Tracker,
-) -> anyhow::Result<Option<(PathBuf, AtScale)>> {
+) -> anyhow::Result<Option<(Manager, PathBuf, AtScale)>> {
     if config.resume_crates == 0 {
         return Ok(None);
     }
@@ -130,8 +130,7 @@ pub async fn phase(
         requests: Requests::default(),
         turnover,
     };
-    manager.stop();
-    Ok(Some((log, seeded)))
+    Ok(Some((manager, log, seeded)))
 }
 
 /// The seeded crates and what their Jobs copy.
@@ -228,7 +227,7 @@ impl Seeded {
 }
 
 /// Waits until `done` holds for the manager's `/metrics`, read every `METRICS_EVERY`.
-async fn until_metrics(
+pub async fn until_metrics(
     config: &Config,
     tracker: &mut Tracker,
     manager: &Manager,
