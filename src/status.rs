@@ -20,8 +20,8 @@ pub const STALLED: &str = "Stalled";
 pub enum Progress<'a> {
     /// A loader Job is running (just created, or found running).
     Loading {
-        job: &'a str,
-        trigger: &'a str,
+        job: String,
+        trigger: String,
     },
     /// A loader Job's Pod cannot start until something is fixed (a missing Secret or key, an
     /// image that cannot be pulled); `message` is the kubelet's.
@@ -104,7 +104,7 @@ pub fn next(
                 );
             }
             "Loading".clone_into(&mut s.status_text);
-            s.last_job = Some((*job).to_owned());
+            s.last_job = Some(job.clone());
         }
         Progress::PodBlocked { job, message } => {
             let message = format!(

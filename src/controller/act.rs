@@ -17,10 +17,10 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::context::{Context, Starting, running_jobs};
+use super::context::{Context, Starting, running_jobs, slots};
 use super::report::{publish, record_outcome, report_invalid};
 use super::{CachedJob, Error, FIELD_MANAGER, api_error, condition_reason, jobs};
-use crate::decide::capacity::{self, Admission, Slots};
+use crate::decide::capacity::{self, Admission};
 use crate::decide::{Decision, JobState, LoaderJob, Pending};
 use crate::job::{self, JobError};
 use crate::loader_namespace;
@@ -78,7 +78,10 @@ pub(super) async fn act(
             }
             // A Job may yet be held by a quota or a Pod fail to start: look again soon.
             None => (
-                next(&Progress::Loading { job, trigger }),
+                next(&Progress::Loading {
+                    job: job.clone(),
+                    trigger: trigger.clone(),
+                }),
                 Action::requeue(POD_GRACE),
             ),
         },
@@ -130,9 +133,9 @@ pub(super) async fn act(
             let (progress, action) =
                 start(ctx, ac, ns, uid, trigger, last_commit.as_deref()).await?;
             match progress {
+                Some(progress) => (next(&progress), action),
                 // Nothing new to say until the watch delivers the finished Job.
-                Started::Finished => (prev.clone(), action),
-                progress => (next(&progress.as_progress()), action),
+                None => (prev.clone(), action),
             }
         }
         Decision::Idle { wake_after } => (
@@ -142,39 +145,10 @@ pub(super) async fn act(
     })
 }
 
-/// What starting a load led to (owned, unlike [`Progress`]).
-enum Started {
-    Loading {
-        job: String,
-        trigger: String,
-    },
-    WaitingForCapacity(String),
-    QuotaExceeded(String),
-    /// The spec cannot be turned into a Job (a rule the observe step does not see, e.g. an ssh
-    /// secretKey equal to the known_hosts key).
-    InvalidSpec(String),
-    /// The Job of this very load exists already and has finished (another replica or an
-    /// earlier reconcile made it): the next reconcile records it.
-    Finished,
-}
-
-impl Started {
-    fn as_progress(&self) -> Progress<'_> {
-        match self {
-            Started::Loading { job, trigger } => Progress::Loading { job, trigger },
-            Started::WaitingForCapacity(message) => Progress::WaitingForCapacity {
-                message: message.clone(),
-            },
-            Started::QuotaExceeded(message) => Progress::QuotaExceeded {
-                message: message.clone(),
-            },
-            Started::InvalidSpec(message) => Progress::InvalidSpec {
-                message: message.clone(),
-            },
-            Started::Finished => Progress::Idle,
-        }
-    }
-}
+/// What starting a load led to: `None` when the Job of this very load exists already and has
+/// finished (another replica or an earlier reconcile made it), so there is nothing new to say
+/// until the watch delivers it and the next reconcile records it.
+type Started = Option<Progress<'static>>;
 
 async fn start(
     ctx: &Context,
@@ -193,37 +167,36 @@ async fn start(
             let message = e.to_string();
             let prev = ac.status.clone().unwrap_or_default();
             report_invalid(ctx, ac, &prev, &message).await;
-            return Ok((Started::InvalidSpec(message), Action::await_change()));
+            return Ok((
+                Some(Progress::InvalidSpec { message }),
+                Action::await_change(),
+            ));
         }
         Err(e) => return Err(e.into()),
     };
     let name = job.name_any();
-    let loading = || Started::Loading {
-        job: name.clone(),
-        trigger: trigger.to_owned(),
+    let loading = || {
+        Some(Progress::Loading {
+            job: name.clone(),
+            trigger: trigger.to_owned(),
+        })
     };
 
     let mut starting = ctx.starting.lock().await;
     let running = running_jobs(ctx, &mut starting);
-    let slots = Slots {
-        running: &running,
-        started_for_crate: starting
-            .iter()
-            .find(|(_, s)| s.crate_uid == uid)
-            .map(|(job, s)| (job.as_str(), s.trigger.as_str())),
-        max_running: ctx.settings.max_running,
-        max_running_per_namespace: ctx.settings.max_running_per_namespace,
-    };
-    match capacity::admit(&slots, &name, ns) {
+    match capacity::admit(&slots(ctx, &running, &starting, uid), &name, ns) {
         Admission::Start => {}
         Admission::Running => return Ok((loading(), Action::await_change())),
         Admission::Busy { job, trigger } => {
-            return Ok((Started::Loading { job, trigger }, Action::await_change()));
+            return Ok((
+                Some(Progress::Loading { job, trigger }),
+                Action::await_change(),
+            ));
         }
         Admission::Full(message) => {
             ctx.set_waiting(uid, Some(ObjectRef::from_obj(ac)));
             return Ok((
-                Started::WaitingForCapacity(message),
+                Some(Progress::WaitingForCapacity { message }),
                 Action::requeue(WAIT_RECHECK),
             ));
         }
@@ -274,7 +247,7 @@ async fn start(
             )
             .await;
             Ok((
-                Started::QuotaExceeded(message),
+                Some(Progress::QuotaExceeded { message }),
                 Action::requeue(QUOTA_RECHECK),
             ))
         }
@@ -307,13 +280,13 @@ async fn existing_job(
         .finished
         .is_some()
     {
-        return Ok((Started::Finished, Action::requeue(Duration::from_secs(1))));
+        return Ok((None, Action::requeue(Duration::from_secs(1))));
     }
-    let loading = Started::Loading {
+    let loading = Progress::Loading {
         job: name.to_owned(),
         trigger: trigger.to_owned(),
     };
-    Ok((loading, Action::await_change()))
+    Ok((Some(loading), Action::await_change()))
 }
 
 pub(super) async fn list_pods(ctx: &Context, ns: &str, job: &str) -> Result<Vec<Pod>, Error> {

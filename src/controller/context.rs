@@ -15,6 +15,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 
 use super::{jobs, written};
+use crate::decide::capacity::Slots;
 use crate::job::JobConfig;
 use crate::metrics::Metrics;
 
@@ -152,6 +153,25 @@ pub(super) fn running_jobs(
         running.insert(name.clone(), s.namespace.clone());
     }
     running
+}
+
+/// The loader slots as a start of the crate `uid` sees them, for
+/// [`crate::decide::capacity::admit`].
+pub(super) fn slots<'a>(
+    ctx: &Context,
+    running: &'a HashMap<String, String>,
+    starting: &'a HashMap<String, Starting>,
+    uid: &str,
+) -> Slots<'a> {
+    Slots {
+        running,
+        started_for_crate: starting
+            .iter()
+            .find(|(_, s)| s.crate_uid == uid)
+            .map(|(job, s)| (job.as_str(), s.trigger.as_str())),
+        max_running: ctx.settings.max_running,
+        max_running_per_namespace: ctx.settings.max_running_per_namespace,
+    }
 }
 
 pub(super) fn update_running_gauge(ctx: &Context) {

@@ -142,8 +142,8 @@ fn loading_keeps_an_existing_ready_condition_and_says_which_job() {
         &ready,
         2,
         &Progress::Loading {
-            job: "demo-def",
-            trigger: "generation:2",
+            job: "demo-def".into(),
+            trigger: "generation:2".into(),
         },
         at(5),
     );
@@ -155,8 +155,8 @@ fn loading_keeps_an_existing_ready_condition_and_says_which_job() {
         &AnalyticsCrateStatus::default(),
         1,
         &Progress::Loading {
-            job: "j",
-            trigger: "generation:1",
+            job: "j".into(),
+            trigger: "generation:1".into(),
         },
         at(0),
     );
@@ -262,8 +262,8 @@ fn a_quota_refusal_is_cleared_once_the_loader_job_runs() {
         &refused,
         1,
         &Progress::Loading {
-            job: "j",
-            trigger: "generation:1",
+            job: "j".into(),
+            trigger: "generation:1".into(),
         },
         at(5),
     );
@@ -348,8 +348,8 @@ fn once_a_waiting_crate_loads_ready_no_longer_names_the_wait() {
         &waiting,
         1,
         &Progress::Loading {
-            job: "j",
-            trigger: "generation:1",
+            job: "j".into(),
+            trigger: "generation:1".into(),
         },
         at(3),
     );
