@@ -141,6 +141,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ready.store(false, Ordering::Release);
         leadership = Some(lead);
     }
+    metrics.leader.set(1);
 
     let client = clients.controller;
     let recorder = Recorder::new(
@@ -156,13 +157,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         settings,
         watch_namespace,
         recorder,
-        metrics,
+        metrics.clone(),
         ready,
         stopped(stop_rx),
     )
     .await;
 
     // Release the Lease at once so the standby takes over without waiting for it to expire.
+    metrics.leader.set(0);
     let lost = match leadership {
         Some(lead) => lead.release().await,
         None => false,

@@ -1,7 +1,8 @@
 //! Prometheus metrics of the manager, served on `/metrics` by [`crate::server`].
 //!
 //! Counters for reconciles and loader Jobs (started, finished by outcome), a reconcile-duration
-//! histogram, and gauges for running loader Jobs and crates waiting for capacity (the queue).
+//! histogram, and gauges for running loader Jobs, crates waiting for capacity (the queue) and
+//! whether this replica leads.
 
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub struct Metrics {
     pub jobs_finished: Family<OutcomeLabels, Counter>,
     pub jobs_running: Gauge,
     pub crates_waiting: Gauge,
+    /// 1 while this replica runs the controller (it holds the Lease, or runs without election).
+    pub leader: Gauge,
     registry: Registry,
 }
 
@@ -45,6 +48,7 @@ impl Default for Metrics {
         let jobs_finished = Family::<OutcomeLabels, Counter>::default();
         let jobs_running = Gauge::default();
         let crates_waiting = Gauge::default();
+        let leader = Gauge::default();
         registry.register(
             "reconciles",
             "Reconciles of AnalyticsCrates",
@@ -80,6 +84,11 @@ impl Default for Metrics {
             "Crates with a load due but held back by the running-Job caps",
             crates_waiting.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this replica runs the controller (holds the leader Lease), else 0",
+            leader.clone(),
+        );
         Metrics {
             reconciles,
             reconcile_errors,
@@ -88,6 +97,7 @@ impl Default for Metrics {
             jobs_finished,
             jobs_running,
             crates_waiting,
+            leader,
             registry,
         }
     }
@@ -128,6 +138,7 @@ mod tests {
             "crate_operator_loader_jobs_finished_total{outcome=\"Loaded\"} 1",
             "crate_operator_loader_jobs_running 0",
             "crate_operator_crates_waiting 0",
+            "crate_operator_leader 0",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

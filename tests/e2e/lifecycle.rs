@@ -117,6 +117,17 @@ async fn two_managers_elect_one_leader_and_the_other_takes_over_when_it_stops() 
         .iter()
         .position(|m| m.identity == first)
         .expect("leader is ours");
+    // Each replica says on /metrics whether it leads (the "no leader" alert reads it).
+    for (i, manager) in fx.managers.iter().enumerate() {
+        let (_, text) = manager.get("/metrics").expect("metrics");
+        let expected = if i == leader { 1.0 } else { 0.0 };
+        assert_eq!(
+            metric(&text, "crate_operator_leader"),
+            Some(expected),
+            "{}",
+            manager.identity
+        );
+    }
     let stopped = fx.managers.remove(leader).stop();
     // SIGTERM makes the leader release the Lease and exit on its own; the harness's SIGKILL,
     // 10 s later, would show here as a failure (and the hand-over would wait for expiry).
