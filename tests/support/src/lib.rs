@@ -8,8 +8,8 @@
 //!   symlinks, gitlinks (submodules), large incompressible blobs, many small objects, several
 //!   branches, tags and later commits ([`BareRepo::update`]).
 //! - [`GitDaemon`] serves a folder of bare repositories over `git://`.
-//! - [`SmartHttp`] serves them over git's smart HTTP protocol (`git http-backend` behind a small
-//!   HTTP/1.1 server written here) with optional basic auth, a request log and byte counters.
+//! - [`SmartHttp`] serves them over git's smart HTTP protocol (`git http-backend` behind hyper)
+//!   with optional basic auth, a request log and byte counters.
 //! - [`Sshd`] runs OpenSSH's `sshd` on a private configuration with generated keys.
 //! - [`Tarpit`] accepts connections and never answers, for time-out tests.
 //! - [`hostile`] has servers that follow a script instead of a repository
@@ -33,6 +33,7 @@ mod rng;
 mod server;
 mod sshd;
 mod tarpit;
+mod web;
 
 pub use daemon::GitDaemon;
 pub use http::{Request, SmartHttp, SmartHttpBuilder};
