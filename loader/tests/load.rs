@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate_operator_api::contract::{LoadResult, Outcome, TERMINATION_MESSAGE_LIMIT};
 use crate_test_cluster::operator::{kubectl_ok, kubectl_with_input, repo_root};
-use crate_test_cluster::{ControlPlane, Options, audit};
+use crate_test_cluster::{ControlPlane, Options, audit, token_kubeconfig};
 use crate_test_support::{BareRepo, GitDaemon, Relay, RepoBuilder, Request, SmartHttp, Tarpit};
 use serde_json::{Value, json};
 
@@ -254,25 +254,7 @@ subjects: [{{kind: ServiceAccount, name: crate-loader, namespace: {namespace}}}]
 
     /// A kubeconfig for the loader, with its token, through the relay.
     fn kubeconfig(&self) -> String {
-        format!(
-            "apiVersion: v1
-kind: Config
-clusters:
-- name: test
-  cluster: {{server: '{}', certificate-authority: '{}'}}
-users:
-- name: crate-loader
-  user: {{token: '{}'}}
-contexts:
-- name: test
-  context: {{cluster: test, user: crate-loader, namespace: {}}}
-current-context: test
-",
-            self.url(),
-            self.plane.ca_file().display(),
-            self.token,
-            self.namespace
-        )
+        token_kubeconfig(&self.url(), self.plane.ca_file(), &self.token)
     }
 
     /// The apiserver's URL as the loader is given it (the relay's).

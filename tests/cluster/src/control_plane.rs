@@ -423,6 +423,27 @@ fn start_controller_manager(
     )
 }
 
+/// A kubeconfig for the apiserver at `server` (its CA in the file `ca`) authenticating with a
+/// bearer `token`, as a ServiceAccount's Pod would.
+pub fn token_kubeconfig(server: &str, ca: &Path, token: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {{server: '{server}', certificate-authority: '{ca}'}}
+users:
+- name: token
+  user: {{token: '{token}'}}
+contexts:
+- name: test
+  context: {{cluster: test, user: token}}
+current-context: test
+",
+        ca = ca.display(),
+    )
+}
+
 fn write_kubeconfig(path: &Path, server_url: &str, pki: &Pki) -> Result<()> {
     let yaml = format!(
         "apiVersion: v1
