@@ -1,4 +1,5 @@
-//! The accept loop shared by the servers written here, and clean shutdown on drop.
+//! The accept loop of the raw TCP servers (git daemon, scripted `git://`, tarpit, relay), and
+//! clean shutdown on drop. The HTTP servers run on hyper instead (`web.rs`).
 //!
 //! The listener is bound to `127.0.0.1:0` (or another given IP, port 0) before the constructor
 //! returns, so a server is ready as soon as it exists (connections wait in the backlog) and there
