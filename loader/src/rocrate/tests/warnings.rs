@@ -30,14 +30,7 @@ fn an_embedded_publisher_still_maps_and_is_reported() {
     );
     let loaded = loaded(&crate_);
     only_warning(&loaded.report, "./", "publisher");
-    assert_eq!(
-        loaded
-            .spec
-            .publisher
-            .and_then(|p| p.organisation)
-            .as_deref(),
-        Some("Embedded Trust")
-    );
+    assert_eq!(organisation(&loaded), Some("Embedded Trust"));
 }
 
 #[test]
@@ -109,14 +102,7 @@ fn several_publishers_is_a_warning_and_the_first_is_used() {
     );
     let loaded = loaded(&crate_);
     only_warning(&loaded.report, "./", "publisher");
-    assert_eq!(
-        loaded
-            .spec
-            .publisher
-            .and_then(|p| p.organisation)
-            .as_deref(),
-        Some("First")
-    );
+    assert_eq!(organisation(&loaded), Some("First"));
 }
 
 #[test]
@@ -132,14 +118,7 @@ fn a_publisher_without_a_name_is_a_warning_and_its_id_is_shown() {
     );
     let loaded = loaded(&crate_);
     only_warning(&loaded.report, "https://ror.org/02wnqcb97", "name");
-    assert_eq!(
-        loaded
-            .spec
-            .publisher
-            .and_then(|p| p.organisation)
-            .as_deref(),
-        Some("https://ror.org/02wnqcb97")
-    );
+    assert_eq!(organisation(&loaded), Some("https://ror.org/02wnqcb97"));
 }
 
 #[test]
