@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use crate::controller::Settings;
 use crate::job::{JobConfig, LogFormat};
@@ -30,17 +30,11 @@ pub struct RunArgs {
     pub listen_addr: SocketAddr,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
-
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log format on stderr (also used by the loader Jobs).
-    #[arg(long, value_enum, default_value_t = Format::Text, env = "CRATE_OPERATOR_LOG_FORMAT")]
-    pub log_format: Format,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CRATE_OPERATOR_LOG_FORMAT")]
+    pub log_format: LogFormat,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, default_value = "info", env = "CRATE_OPERATOR_LOG")]
     pub log_level: String,
@@ -187,10 +181,7 @@ impl RunArgs {
             loader_timeout: loader.loader_timeout,
             active_deadline: loader.loader_deadline,
             ttl_after_finished: loader.loader_ttl,
-            log_format: match self.log.log_format {
-                Format::Text => LogFormat::Text,
-                Format::Json => LogFormat::Json,
-            },
+            log_format: self.log.log_format,
             ..JobConfig::default()
         };
         job.main_resources

@@ -13,7 +13,6 @@
 //! codes fail the Job at once through the `podFailurePolicy`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate_operator_api::AnalyticsCrate;
@@ -137,7 +136,9 @@ pub fn job_name(crate_name: &str, crate_uid: &str, trigger: &str, since: Option<
         hasher.update([0]);
         hasher.update(since.to_string().as_bytes());
     }
-    let hash = hex(&hasher.finalize(), NAME_HASH_LEN);
+    // sha2's digests print as lower-case hex.
+    let mut hash = format!("{:x}", hasher.finalize());
+    hash.truncate(NAME_HASH_LEN);
     let cleaned: String = crate_name
         .chars()
         .map(|c| match c.to_ascii_lowercase() {
@@ -208,22 +209,15 @@ pub fn build(
     if trigger.is_empty() {
         return Err(JobError::EmptyTrigger { crate_ref });
     }
-    // The loader's own parser: a URL it would refuse (one with a password, which anyone who can
-    // read Jobs would see) never makes a Job.
-    let url = RepoUrl::parse(&ac.spec.repo.url).map_err(|source| JobError::InvalidUrl {
-        crate_ref: crate_ref.clone(),
-        source,
-    })?;
-    if url.scheme().is_insecure() && !cfg.allow_insecure_transport {
-        return Err(JobError::InvalidSpec {
-            crate_ref,
-            field: "spec.repo.url",
-            reason: format!(
-                "uses {}://, which carries no transport security; use https:// or ssh:// (the operator accepts it only when started with --allow-insecure-transport, for testing)",
-                url.scheme().as_str()
-            ),
-        });
-    }
+    // The loader's own parser and transport policy: a URL it would refuse (one with a password,
+    // which anyone who can read Jobs would see, or an unencrypted one the operator was not
+    // started to allow) never makes a Job.
+    let url = RepoUrl::parse_with_policy(&ac.spec.repo.url, cfg.allow_insecure_transport).map_err(
+        |source| JobError::InvalidUrl {
+            crate_ref: crate_ref.clone(),
+            source,
+        },
+    )?;
     let credentials = credentials_volume(ac, &url, cfg, &crate_ref)?;
 
     let mut labels = loader_labels();
@@ -435,16 +429,6 @@ fn credentials_volume(
         }),
         ..Volume::default()
     }))
-}
-
-fn hex(bytes: &[u8], len: usize) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{b:02x}");
-    }
-    out.truncate(len);
-    out
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use crate_operator::args::{Format, LogArgs, RunArgs};
+use crate_operator::args::{LogArgs, RunArgs};
 use crate_operator::fence::Fence;
 use crate_operator::metrics::Metrics;
 use crate_operator::server::{self, Health};
@@ -70,15 +70,7 @@ fn crds_yaml() -> Result<String, serde_yaml::Error> {
 }
 
 fn init_logging(args: &LogArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match args.log_format {
-        Format::Json => builder.json().flatten_event(true).init(),
-        Format::Text => builder.init(),
-    }
+    crate_operator_api::logging::init(args.log_format, &args.log_level, true);
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {

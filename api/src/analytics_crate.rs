@@ -19,6 +19,7 @@ pub const DEFAULT_SECRET_KEY: &str = "TOKEN";
 ///
 /// The admission rules below restate [`crate::rules`], which the manager and the loader apply
 /// to the same fields; `tests/e2e/admission.rs` feeds both the same values.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "xlscsde.nhs.uk",
@@ -43,11 +44,9 @@ pub const DEFAULT_SECRET_KEY: &str = "TOKEN";
 #[serde(rename_all = "camelCase")]
 pub struct AnalyticsCrateSpec {
     /// Human-readable name; used when the crate's root entity has no `name`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub display_name: Option<String>,
     /// Used when the crate's root entity has no `description`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16384))]
     pub description: Option<String>,
     /// Path of the RO-Crate metadata file inside the repository, file name included
@@ -63,12 +62,10 @@ pub struct AnalyticsCrateSpec {
     /// Where the crate lives.
     pub repo: RepoSpec,
     /// Stop loading this crate (the datasource stays as last loaded). Extension of this operator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
     /// Also check the repository for new commits this often (e.g. `1h`, `30m`, `1h30m`; at least
     /// `1m`, at most `8760h`), jittered per crate. Without it, loads happen on spec changes and
     /// reload requests.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(h|m|s))+$"), extend("x-kubernetes-validations" = [
         {"rule": "duration(self) >= duration('1m') && duration(self) <= duration('8760h')", "message": "interval must be between 1m and 8760h"}
     ]))]
@@ -76,6 +73,7 @@ pub struct AnalyticsCrateSpec {
 }
 
 /// The git repository of a crate.
+#[serde_with::skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RepoSpec {
@@ -104,7 +102,6 @@ pub struct RepoSpec {
     ]))]
     pub branch: String,
     /// Secret in the crate's namespace holding the access token (public repositories need none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"), extend("x-kubernetes-validations" = [
         {"rule": "self.split('.').all(l, l.size() <= 63)", "message": "secretName must be a valid Secret name (DNS labels of at most 63 characters)"}
     ]))]
@@ -120,6 +117,7 @@ pub struct RepoSpec {
 
 /// Observed state of an `AnalyticsCrate`. The first three fields are upstream's; the rest are
 /// this operator's, in the Kubernetes style.
+#[serde_with::skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalyticsCrateStatus {
@@ -127,38 +125,28 @@ pub struct AnalyticsCrateStatus {
     #[serde(default = "default_status_text")]
     pub status_text: String,
     /// The commit last loaded successfully.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_id: Option<String>,
     /// Kept for compatibility with the upstream operator; not used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<String>,
     /// The generation of the spec this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready`, `Reconciling` and `Stalled`, with specific reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// `<branch>@sha1:<commit>` last loaded successfully.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
     /// Name of the AnalyticsDataSource made from this crate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datasource: Option<String>,
     /// The current or last loader Job (`kubectl logs job/<name>`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_job: Option<String>,
     /// The value of the reload annotation last acted on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reload_at: Option<String>,
     /// RO-Crate validation warnings of the last load (see the loader Job's log).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warnings: Option<u32>,
     /// When the last load finished, successfully or not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_load_time: Option<Time>,
     /// Consecutive failed loads, for backoff; reset by a success.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<u32>,
 }
 

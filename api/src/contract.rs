@@ -5,8 +5,6 @@
 //! (permanent exit codes fail the Job at once; transient ones are retried), so every outcome has
 //! exactly one exit code and the codes never change meaning.
 
-use std::fmt::Write as _;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -23,14 +21,9 @@ pub fn crate_label_value(crate_name: &str) -> String {
     if crate_name.len() <= MAX {
         return crate_name.to_owned();
     }
-    let digest = Sha256::digest(crate_name.as_bytes());
-    let hash = digest[..HASH / 2]
-        .iter()
-        .fold(String::with_capacity(HASH), |mut hex, b| {
-            // Writing to a String cannot fail.
-            let _ = write!(hex, "{b:02x}");
-            hex
-        });
+    // sha2's digests print as lower-case hex; the first HASH digits are enough to tell apart.
+    let mut hash = format!("{:x}", Sha256::digest(crate_name.as_bytes()));
+    hash.truncate(HASH);
     let prefix: String = crate_name.chars().take(MAX - HASH - 1).collect();
     format!("{}-{hash}", prefix.trim_end_matches(['-', '.']))
 }
@@ -152,6 +145,13 @@ impl Outcome {
             .find(|o| o.exit_code() == code && code != 0)
     }
 
+    /// The outcome's name (`AuthenticationFailed`): the variant name, as serialised in the
+    /// result and used as the crate's condition reason. The derived `Debug` prints exactly
+    /// that, so no table repeats the names.
+    pub fn name(self) -> String {
+        format!("{self:?}")
+    }
+
     /// Whether retrying without a change to the crate, repository or Secret is pointless.
     pub fn is_permanent(self) -> bool {
         (10..20).contains(&self.exit_code())
@@ -235,6 +235,14 @@ mod tests {
         }
         assert_eq!(Outcome::from_exit_code(0), None);
         assert_eq!(Outcome::from_exit_code(2), None, "2 is clap's usage error");
+    }
+
+    #[test]
+    fn an_outcome_is_named_as_it_is_serialised() {
+        for o in Outcome::ALL {
+            assert_eq!(serde_json::to_value(o).ok(), Some(o.name().into()));
+        }
+        assert_eq!(Outcome::AuthenticationFailed.name(), "AuthenticationFailed");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `AnalyticsDataSource` (`xlscsde.nhs.uk/v1`): what the platform consumes.
 //!
-//! Every optional field is skipped when unset: the loader server-side-applies this type, and a
-//! field that is serialised is a field the loader claims. `connections` and `approvals` belong to
+//! Every optional field is skipped when unset (`skip_serializing_none` on each struct): the
+//! loader server-side-applies this type, and a field that is serialised is a field the loader
+//! claims. `connections` and `approvals` belong to
 //! people and other controllers, so the loader always leaves them `None` (see the
 //! invariants in `ARCHITECTURE.md`).
 
@@ -14,6 +15,7 @@ use serde_json::Value;
 pub const DEFAULT_TYPE: &str = "Uploaded";
 
 /// Desired state of an `AnalyticsDataSource`.
+#[serde_with::skip_serializing_none]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "xlscsde.nhs.uk",
@@ -35,138 +37,118 @@ pub const DEFAULT_TYPE: &str = "Uploaded";
 #[serde(rename_all = "camelCase")]
 pub struct AnalyticsDataSourceSpec {
     /// Kind of datasource; crate-made datasources are `Uploaded`.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type")]
     pub type_: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Free-text licence.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publisher: Option<Publisher>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<Project>,
     /// Set by people or other controllers; never by the loader.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<Vec<Connection>>,
     /// Set by people or other controllers; never by the loader.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvals: Option<Vec<Approval>>,
 }
 
 /// Who publishes the data.
+#[serde_with::skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Publisher {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organisation: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<Contact>,
 }
 
 /// A person to contact about the data.
+#[serde_with::skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Contact {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
 }
 
 /// The project the data belongs to.
+#[serde_with::skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Project {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
 
 /// How to reach the data (managed outside this operator).
+#[serde_with::skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Connection {
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type")]
     pub type_: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_string: Option<ConnectionString>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub databricks_connection: Option<DatabricksConnection>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ro_crate: Option<RoCrateConnection>,
 }
 
 /// A connection string, inline or from a Secret.
+#[serde_with::skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionString {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
 }
 
 /// A Databricks SQL endpoint.
+#[serde_with::skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabricksConnection {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub personal_access_token: Option<SecretKeyRef>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2_token: Option<SecretKeyRef>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_principle: Option<SecretRef>,
 }
 
 /// A key in a Secret.
+#[serde_with::skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key: Option<String>,
 }
 
 /// A whole Secret.
+#[serde_with::skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
 }
 
 /// A connection described by another RO-Crate.
+#[serde_with::skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoCrateConnection {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo: Option<RoCrateRepo>,
     /// Free-form crate content.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // A custom schema hides the `Option` from schemars: `default` keeps the field optional.
+    #[serde(default)]
     #[schemars(schema_with = "preserve_unknown")]
     pub spec: Option<Value>,
 }
 
 /// Repository of an RO-Crate connection.
+#[serde_with::skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoCrateRepo {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key: Option<String>,
 }
 
@@ -184,10 +166,10 @@ pub struct Approval {
 }
 
 /// Written by the downstream datasource controller, never by this operator.
+#[serde_with::skip_serializing_none]
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalyticsDataSourceStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_text: Option<String>,
 }
 

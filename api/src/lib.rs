@@ -8,6 +8,8 @@
 pub mod analytics_crate;
 pub mod contract;
 pub mod datasource;
+#[cfg(feature = "cli")]
+pub mod logging;
 pub mod repo_url;
 pub mod request;
 pub mod rules;

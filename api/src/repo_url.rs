@@ -67,6 +67,10 @@ pub enum RepoUrlError {
     Password { url: String },
     #[error("refused the unsupported URL scheme {scheme}:// in {url}: use https:// or ssh://")]
     UnsupportedScheme { scheme: String, url: String },
+    #[error(
+        "refused the unencrypted transport {scheme}:// for {url}: use an https:// or ssh:// URL (--allow-insecure-transport exists for local testing only)"
+    )]
+    InsecureTransport { scheme: String, url: String },
 }
 
 /// A parsed repository URL.
@@ -120,6 +124,20 @@ impl RepoUrl {
                 malformed("it is neither scheme://host/path nor the scp-like user@host:path")
             })?,
         }
+    }
+
+    /// Parses a repository URL and applies the transport policy the manager and the loader
+    /// share: `http://` and `git://` carry no transport security, so they are refused unless
+    /// `allow_insecure` (both binaries' `--allow-insecure-transport`, for local testing).
+    pub fn parse_with_policy(raw: &str, allow_insecure: bool) -> Result<RepoUrl, RepoUrlError> {
+        let url = RepoUrl::parse(raw)?;
+        if url.scheme.is_insecure() && !allow_insecure {
+            return Err(RepoUrlError::InsecureTransport {
+                scheme: url.scheme.as_str().to_owned(),
+                url: url.display(),
+            });
+        }
+        Ok(url)
     }
 
     fn parse_url(raw: &str) -> Result<RepoUrl, RepoUrlError> {

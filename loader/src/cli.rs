@@ -57,21 +57,7 @@ pub struct LogArgs {
     pub log_level: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-impl LogFormat {
-    /// The flag value that selects this format.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        }
-    }
-}
+pub use crate_operator_api::logging::LogFormat;
 
 /// Where the crate lives and how to fetch it (shared by `preview` and `load`).
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser as _;
 use crate_loader::cli::{
-    Cli, Command, Format, LoadArgs, LogArgs, LogFormat, Output, PreviewArgs, ValidateArgs,
+    Cli, Command, Format, LoadArgs, LogArgs, Output, PreviewArgs, ValidateArgs,
 };
 use crate_loader::run::{self, Failure};
 use crate_operator_api::contract::{LoadResult, Outcome};
@@ -33,15 +33,7 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(args: &LogArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.with_target(false).init(),
-    }
+    crate_operator_api::logging::init(args.log_format, &args.log_level, false);
 }
 
 /// Ends the process if a flow overruns its deadline by [`WATCHDOG_GRACE`], after `on_fire`
@@ -241,7 +233,7 @@ fn finish(path: &Path, result: &LoadResult) {
     if let Err(e) = std::fs::write(path, &message) {
         tracing::error!(path = %path.display(), error = %e, "failed to write the termination message");
     }
-    let outcome = format!("{:?}", result.outcome);
+    let outcome = result.outcome.name();
     if result.outcome.is_success() {
         tracing::info!(
             outcome,

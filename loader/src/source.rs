@@ -18,10 +18,6 @@ use thiserror::Error;
 pub enum SourceError {
     #[error(transparent)]
     Url(#[from] RepoUrlError),
-    #[error(
-        "refused the unencrypted transport {scheme}:// for {url}: use an https:// or ssh:// URL (--allow-insecure-transport exists for local testing only)"
-    )]
-    InsecureTransport { scheme: String, url: String },
     #[error("refused the local repository {url}: only preview reads repositories on this machine")]
     LocalNotAllowed { url: String },
     #[error("failed to use the local repository {url}: {reason}")]
@@ -97,14 +93,10 @@ impl Source {
             }
         };
         let Some(path) = local else {
-            let url = RepoUrl::parse(raw)?;
-            if url.scheme().is_insecure() && !policy.allow_insecure {
-                return Err(SourceError::InsecureTransport {
-                    scheme: url.scheme().as_str().to_owned(),
-                    url: url.display(),
-                });
-            }
-            return Ok(Source::Remote(url));
+            return Ok(Source::Remote(RepoUrl::parse_with_policy(
+                raw,
+                policy.allow_insecure,
+            )?));
         };
         let shown = crate::escape::controls(path);
         if !policy.allow_local {
@@ -160,7 +152,10 @@ mod tests {
         for url in ["http://example.org/r.git", "git://example.org/r.git"] {
             let err = Source::parse(url, STRICT).expect_err(url);
             assert!(
-                matches!(err, SourceError::InsecureTransport { .. }),
+                matches!(
+                    err,
+                    SourceError::Url(RepoUrlError::InsecureTransport { .. })
+                ),
                 "{err}"
             );
             assert!(err.to_string().contains("--allow-insecure-transport"));

@@ -5,7 +5,6 @@
 //! [`JobConfig::validate`] there, so a bad setting stops the manager instead of failing every
 //! Job; [`super::build`] validates again because it is cheap and keeps the builder total.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use super::{
@@ -13,38 +12,8 @@ use super::{
 };
 use crate::loader_namespace::{InvalidConfig, LoaderNamespaceConfig, is_dns_subdomain};
 
-/// Log format of the loader (`--log-format`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable, for `kubectl logs`.
-    #[default]
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
-impl LogFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        }
-    }
-}
-
-impl FromStr for LogFormat {
-    type Err = InvalidConfig;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(InvalidConfig::new(
-                "log_format",
-                format!("{other:?} is not one of text, json"),
-            )),
-        }
-    }
-}
+/// Log format of the loader (`--log-format`): the manager's own.
+pub use crate_operator_api::logging::LogFormat;
 
 /// Requests and limits of one container, as Kubernetes quantities (`100m`, `512Mi`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1043,8 +1043,8 @@ fn an_insecure_url_is_an_invalid_spec_unless_the_operator_allows_it() {
         assert!(
             matches!(
                 err,
-                JobError::InvalidSpec {
-                    field: "spec.repo.url",
+                JobError::InvalidUrl {
+                    source: RepoUrlError::InsecureTransport { .. },
                     ..
                 }
             ),

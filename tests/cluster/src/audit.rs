@@ -127,7 +127,7 @@ pub fn writes(log: &Path, user: &str, agent: &str, from: Timestamp) -> Result<Ve
 }
 
 /// The events of the audit log at `log`, skipping a line being written as it is read.
-fn events(log: &Path) -> Result<Vec<serde_json::Value>> {
+pub fn events(log: &Path) -> Result<Vec<serde_json::Value>> {
     let text = std::fs::read_to_string(log).map_err(|e| {
         error(format!(
             "failed to read the audit log {}: {e}",

@@ -40,6 +40,10 @@ pub struct Options {
     /// Also run the Deployment and ReplicaSet controllers, so that an install's Deployment makes
     /// Pods (for a control plane with a real node, `node`).
     pub workloads: bool,
+    /// Run etcd and kube-apiserver only, no kube-controller-manager: for tests of what one
+    /// client does to the API (the loader's apply), where the garbage collector would delete
+    /// objects whose owner references name owners the test never made.
+    pub apiserver_only: bool,
 }
 
 /// The Deployment's controllers, for [`Options::workloads`].
@@ -48,7 +52,7 @@ const WORKLOAD_CONTROLLERS: &[&str] = &["deployment-controller", "replicaset-con
 /// A running control plane. Dropping it stops every process and removes its files.
 pub struct ControlPlane {
     // Field order is drop order: controller-manager, apiserver, etcd, then the files.
-    controller_manager: Guarded,
+    controller_manager: Option<Guarded>,
     apiserver: Guarded,
     etcd: Guarded,
     server_url: String,
@@ -139,13 +143,17 @@ impl ControlPlane {
         write_kubeconfig(&kubeconfig, &server_url, &pki)?;
 
         let mut plane = ControlPlane {
-            controller_manager: start_controller_manager(
-                &bin_dir,
-                &dir,
-                &kubeconfig,
-                &pki,
-                options.workloads,
-            )?,
+            controller_manager: if options.apiserver_only {
+                None
+            } else {
+                Some(start_controller_manager(
+                    &bin_dir,
+                    &dir,
+                    &kubeconfig,
+                    &pki,
+                    options.workloads,
+                )?)
+            },
             apiserver,
             etcd,
             server_url,
@@ -230,11 +238,11 @@ impl ControlPlane {
     fn wait_until_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            for guarded in [
-                &mut self.etcd,
-                &mut self.apiserver,
-                &mut self.controller_manager,
-            ] {
+            let components = [Some(&mut self.etcd), Some(&mut self.apiserver)]
+                .into_iter()
+                .chain([self.controller_manager.as_mut()])
+                .flatten();
+            for guarded in components {
                 if let Some(status) = guarded.exited() {
                     return Err(guarded.failure(&format!("exited ({status})")));
                 }
@@ -412,6 +420,27 @@ fn start_controller_manager(
         &[],
         &dir.join("kube-controller-manager.log"),
         None,
+    )
+}
+
+/// A kubeconfig for the apiserver at `server` (its CA in the file `ca`) authenticating with a
+/// bearer `token`, as a ServiceAccount's Pod would.
+pub fn token_kubeconfig(server: &str, ca: &Path, token: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {{server: '{server}', certificate-authority: '{ca}'}}
+users:
+- name: token
+  user: {{token: '{token}'}}
+contexts:
+- name: test
+  context: {{cluster: test, user: token}}
+current-context: test
+",
+        ca = ca.display(),
     )
 }
 

@@ -31,7 +31,7 @@ mod kubelet;
 pub mod node;
 pub mod operator;
 
-pub use control_plane::{ControlPlane, Options, binaries, free_port};
+pub use control_plane::{ControlPlane, Options, binaries, free_port, token_kubeconfig};
 pub use guard::{Guarded, log_tail};
 pub use kubelet::{Kubelet, KubeletConfig, PodRun};
 

@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use crate_operator_api::{AnalyticsCrate, AnalyticsCrateSpec, RepoSpec};
 
-use crate::{ControlPlane, Guarded, Kubelet, KubeletConfig, Result, error, log_tail};
+use crate::{
+    ControlPlane, Guarded, Kubelet, KubeletConfig, Result, error, log_tail, token_kubeconfig,
+};
 
 /// Namespace of the install (`deploy/namespace.yaml`).
 pub const INSTALL_NAMESPACE: &str = "crate-operator";
@@ -108,24 +110,7 @@ impl Install {
         let manager_kubeconfig = dir.join("manager.kubeconfig");
         std::fs::write(
             &manager_kubeconfig,
-            format!(
-                "apiVersion: v1
-kind: Config
-clusters:
-- name: e2e
-  cluster: {{server: '{server}', certificate-authority: '{ca}'}}
-users:
-- name: crate-operator
-  user: {{token: '{token}'}}
-contexts:
-- name: e2e
-  context: {{cluster: e2e, user: crate-operator}}
-current-context: e2e
-",
-                server = plane.server_url(),
-                ca = ca.display(),
-                token = token.stdout.trim(),
-            ),
+            token_kubeconfig(plane.server_url(), &ca, token.stdout.trim()),
         )?;
         Ok(Install {
             warnings: install.stderr,

@@ -1,29 +1,35 @@
-//! Smart HTTP server: a small HTTP/1.1 server on `std::net` with `git http-backend` behind it as
-//! a CGI program.
+//! Smart HTTP server: `git http-backend` as a CGI program behind hyper.
 //!
-//! One request per connection (`Connection: close`), a thread per connection. Request bodies may
-//! come with `Content-Length` or chunked (libgit2 and git send chunked POSTs when a request is
-//! large) and are streamed to the CGI program; `Expect: 100-continue` is honoured. Responses are
-//! sent chunked. Optional HTTP basic auth answers wrong or missing credentials with `401` and
-//! `WWW-Authenticate: Basic realm="git"`. Every request is logged (method, target, the
-//! `Authorization` header as sent, and the status), and bytes are counted. The server binds
-//! `127.0.0.1` unless told another IP ([`SmartHttpBuilder::bind`]).
+//! One request per connection (keep-alive off). hyper reads request bodies however they come
+//! (`Content-Length` or chunked: libgit2 and git send chunked POSTs when a request is large),
+//! answers `Expect: 100-continue` when the body is read, and sends responses chunked; bodies
+//! stream to and from the CGI program. Optional HTTP basic auth answers wrong or missing
+//! credentials with `401` and `WWW-Authenticate: Basic realm="git"`. Every request is logged
+//! (method, target, the `Authorization` header as sent, and the status), and bytes are counted.
+//! The server binds `127.0.0.1` unless told another IP ([`SmartHttpBuilder::bind`]).
 
-use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
 use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 
 use crate::Result;
-use crate::process::{git, hermetic, require_file, run, spawn, with_git_suffix};
-use crate::server::{AcceptLoop, MAX_HEADERS, Tracked, bad_request, lock, read_line};
+use crate::process::{git, hermetic, require_file, run, with_git_suffix};
+use crate::server::lock;
+use crate::web::{self, Accepted, Counting, ResponseBody, Web};
 
 /// One request as the server saw it (see [`SmartHttp::request_log`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +164,7 @@ impl State {
 /// How long the log accessors wait for requests in progress.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the connection threads share.
+/// What the connection tasks share.
 #[derive(Debug)]
 struct State {
     base: PathBuf,
@@ -167,8 +173,7 @@ struct State {
     auth: Option<(String, String)>,
     options: SmartHttpBuilder,
     /// Finished requests with the number of their connection (accept order).
-    log: Mutex<Vec<(u64, Request)>>,
-    accepted: AtomicU64,
+    log: Mutex<Vec<(usize, Request)>>,
     /// Connections accepted whose request is not logged yet.
     in_flight: Mutex<usize>,
     settled: Condvar,
@@ -193,7 +198,7 @@ struct State {
 #[derive(Debug)]
 pub struct SmartHttp {
     // Dropped first: stops accepting, closes connections, kills CGI processes.
-    accept: AcceptLoop,
+    web: Web,
     state: Arc<State>,
     _logdir: TempDir,
 }
@@ -219,10 +224,9 @@ impl SmartHttp {
         let stderr_log = logdir.path().join("http-backend.log");
         File::create(&stderr_log)?;
         let auth = options.credentials.as_ref().map(|(user, password)| {
-            (
-                format!("Basic {}", base64(format!("{user}:{password}").as_bytes())),
-                user.clone(),
-            )
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            (format!("Basic {encoded}"), user.clone())
         });
         let state = Arc::new(State {
             base: base.canonicalize()?,
@@ -230,7 +234,6 @@ impl SmartHttp {
             auth,
             options,
             log: Mutex::new(Vec::new()),
-            accepted: AtomicU64::new(0),
             in_flight: Mutex::new(0),
             settled: Condvar::new(),
             bytes_sent: AtomicU64::new(0),
@@ -238,33 +241,14 @@ impl SmartHttp {
             stderr_log,
         });
         let ip = state.options.ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let accept = {
+        let web = {
             let state = Arc::clone(&state);
-            AcceptLoop::start_on(ip, "smart-http", move |stream, tracked| {
-                // Counted here, on the accept thread, so that a client that has finished has
-                // all its requests counted before it can look at the log.
-                *lock(&state.in_flight) += 1;
-                let seq = state.accepted.fetch_add(1, Ordering::SeqCst);
-                let state = Arc::clone(&state);
-                let tracked = Arc::clone(tracked);
-                let spawned = std::thread::Builder::new()
-                    .name("smart-http-conn".to_owned())
-                    .spawn({
-                        let state = Arc::clone(&state);
-                        move || {
-                            let id = tracked.track(&stream);
-                            serve(&stream, seq, &state, &tracked);
-                            tracked.untrack(id);
-                            state.done();
-                        }
-                    });
-                if spawned.is_err() {
-                    state.done();
-                }
+            Web::start(ip, "smart-http", move |accepted| {
+                connection(Arc::clone(&state), accepted)
             })?
         };
         Ok(Self {
-            accept,
+            web,
             state,
             _logdir: logdir,
         })
@@ -273,7 +257,7 @@ impl SmartHttp {
     /// `http://<ip>:<port>/<repo>` (`.git` is added unless `repo` ends with it; the IP is
     /// `127.0.0.1` unless [`SmartHttpBuilder::bind`] said otherwise).
     pub fn url(&self, repo: &str) -> String {
-        format!("http://{}/{}", self.accept.addr(), with_git_suffix(repo))
+        format!("http://{}/{}", self.web.addr(), with_git_suffix(repo))
     }
 
     /// Like [`url`](Self::url) with `user:password@` in it, for the git command line. (The
@@ -285,7 +269,7 @@ impl SmartHttp {
 
     /// The address served (`<ip>:<port>`).
     pub fn addr(&self) -> SocketAddr {
-        self.accept.addr()
+        self.web.addr()
     }
 
     /// The folder whose repositories are served.
@@ -336,249 +320,295 @@ impl SmartHttp {
     }
 }
 
-/// The parts of a request head used here.
-#[derive(Debug, Default)]
-struct Head {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// How the request body is framed.
-#[derive(Debug, Clone, Copy)]
-enum Body {
-    None,
-    Length(u64),
-    Chunked,
-}
-
-/// A writer that counts bytes into the request record and the server total.
-struct Counting<'a> {
-    inner: TcpStream,
-    record: &'a mut Request,
-    total: &'a AtomicU64,
-}
-
-impl Write for Counting<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.record.response_bytes += n as u64;
-        self.total.fetch_add(n as u64, Ordering::SeqCst);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Serves one connection (one request), logging it whatever happens.
-fn serve(stream: &TcpStream, seq: u64, state: &State, tracked: &Tracked) {
-    let mut record = Request {
-        method: String::new(),
-        target: String::new(),
-        authorization: false,
-        authorization_header: None,
-        git_protocol: None,
-        user_agent: None,
-        chunked: false,
-        body_bytes: 0,
-        git_command: None,
-        status: 0,
-        response_bytes: 0,
+/// Serves one connection (one request) and logs its request, if one came, when it is over.
+async fn connection(state: Arc<State>, accepted: Accepted) {
+    // Counted before any answer can go out, so a client that has its answers finds its
+    // requests counted.
+    *lock(&state.in_flight) += 1;
+    let record: Arc<Mutex<Option<Request>>> = Arc::default();
+    let sent = Arc::new(AtomicU64::new(0));
+    let io = Counting {
+        inner: accepted.stream,
+        count: {
+            let (state, sent) = (Arc::clone(&state), Arc::clone(&sent));
+            Arc::new(move |n| {
+                sent.fetch_add(n, Ordering::SeqCst);
+                state.bytes_sent.fetch_add(n, Ordering::SeqCst);
+            })
+        },
     };
-    let result = serve_request(stream, state, tracked, &mut record);
-    let _ = stream.shutdown(Shutdown::Both);
-    if result.is_err() && record.method.is_empty() {
-        // Not a request at all (e.g. a readiness probe that connected and closed).
-        return;
+    let service = {
+        let (state, record) = (Arc::clone(&state), Arc::clone(&record));
+        let (local, peer) = (accepted.local, accepted.peer);
+        hyper::service::service_fn(move |request| {
+            handle(
+                Arc::clone(&state),
+                Arc::clone(&record),
+                local,
+                peer,
+                request,
+            )
+        })
+    };
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
+    // A connection without a request (a probe that connected and closed) is not logged.
+    if let Some(mut request) = lock(&record).take() {
+        request.response_bytes = sent.load(Ordering::SeqCst);
+        lock(&state.log).push((accepted.seq, request));
     }
-    lock(&state.log).push((seq, record));
+    state.done();
 }
 
-fn serve_request(
-    stream: &TcpStream,
-    state: &State,
-    tracked: &Tracked,
-    record: &mut Request,
-) -> Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let head = read_head(&mut reader)?;
-    record.method.clone_from(&head.method);
-    record.target.clone_from(&head.target);
-    record.authorization = head.header("Authorization").is_some();
-    record.authorization_header = head.header("Authorization").map(str::to_owned);
-    record.git_protocol = head.header("Git-Protocol").map(str::to_owned);
-    record.user_agent = head.header("User-Agent").map(str::to_owned);
-    let body = body_framing(&head)?;
-    record.chunked = matches!(body, Body::Chunked);
-    let expects_continue = head
-        .header("Expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-
-    let mut out = Counting {
-        inner: stream.try_clone()?,
-        record,
-        total: &state.bytes_sent,
+/// Answers one request: `401` without the right credentials, a stall in stall mode, else what
+/// `git http-backend` says. `record` is kept up to date as the request goes.
+async fn handle(
+    state: Arc<State>,
+    record: Arc<Mutex<Option<Request>>>,
+    local: SocketAddr,
+    peer: SocketAddr,
+    request: hyper::Request<Incoming>,
+) -> io::Result<Response<ResponseBody>> {
+    let (head, body) = request.into_parts();
+    let header = |name: &str| {
+        head.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let target = head
+        .uri
+        .path_and_query()
+        .map_or_else(|| head.uri.to_string(), |p| p.as_str().to_owned());
+    *lock(&record) = Some(record_of(&head, &target));
+    let update = |f: &dyn Fn(&mut Request)| {
+        if let Some(r) = lock(&record).as_mut() {
+            f(r);
+        }
     };
 
     let user = match &state.auth {
         None => None,
         Some((expected, user)) => {
-            let given = head.header("Authorization").unwrap_or_default();
+            let given = header("authorization").unwrap_or_default();
             if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
-                Some(user.as_str())
+                Some(user.clone())
             } else {
                 // Read the body first, unless the client waits for 100-continue, so the client
                 // gets the answer rather than a connection reset.
-                if !expects_continue {
-                    copy_body(&mut reader, body, &mut io::sink())?;
+                let continues =
+                    header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+                if !continues {
+                    let _ = body.collect().await;
                 }
-                return respond_simple(
-                    &mut out,
-                    401,
-                    "Unauthorized",
-                    &[("WWW-Authenticate", "Basic realm=\"git\"")],
-                    "authentication required\n",
-                );
+                update(&|r| r.status = 401);
+                return unauthorized();
             }
         }
     };
 
-    if expects_continue {
-        out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-
-    let path = head.target.split('?').next().unwrap_or_default();
+    let path = target.split('?').next().unwrap_or_default().to_owned();
     // In stall mode an upload-pack body is read first, to stall fetches but not ref listings.
+    let mut body = Some(body);
     let mut buffered = None;
     if state.options.stall_upload_pack
-        && head.method == "POST"
+        && head.method == hyper::Method::POST
         && path.ends_with("/git-upload-pack")
     {
-        match stall_fetch(&mut reader, body, state, &mut out)? {
-            Some(buf) => buffered = Some(buf),
-            None => return Ok(()),
+        let bytes = body
+            .take()
+            .map(BodyExt::collect)
+            .ok_or_else(|| io::Error::other("no body"))?
+            .await
+            .map_err(io::Error::other)?
+            .to_bytes();
+        state
+            .bytes_received
+            .fetch_add(bytes.len() as u64, Ordering::SeqCst);
+        let command = git_command(&bytes);
+        let listing = matches!(command.as_deref(), Some("ls-refs" | "object-info"));
+        update(&|r| {
+            r.body_bytes = bytes.len() as u64;
+            r.git_command.clone_from(&command);
+            if !listing {
+                r.status = 200;
+            }
+        });
+        if !listing {
+            return Response::builder()
+                .header(CONTENT_TYPE, "application/x-git-upload-pack-result")
+                .body(web::stalled())
+                .map_err(io::Error::other);
         }
+        buffered = Some(bytes);
     }
 
-    let content_length = match (&buffered, body) {
-        (Some(buf), _) => Some(buf.len() as u64),
-        (None, Body::Length(n)) => Some(n),
-        (None, _) => None,
+    let content_length = match (&buffered, header("content-length")) {
+        (Some(bytes), _) => Some(bytes.len().to_string()),
+        (None, length) => length,
     };
-    let mut cmd = backend_command(state, stream, &head, content_length, user)?;
-    let mut child = spawn(&mut cmd)?;
-    let stdin = child.stdin.take();
-    let stdout = child.stdout.take();
-    let pid = child.id();
-    tracked.add_child(child);
-    let (Some(mut stdin), Some(stdout)) = (stdin, stdout) else {
+    let mut command = backend_command(&state, &head, &target, local, peer, content_length, user)?;
+    let mut child = command.spawn()?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(io::Error::other("http-backend has no pipes"));
     };
 
-    let received = &state.bytes_received;
-    let outcome = std::thread::scope(|scope| {
-        let feeder = scope.spawn(move || -> Result<(u64, Vec<u8>)> {
-            if let Some(buf) = buffered {
-                stdin.write_all(&buf)?;
-                return Ok((buf.len() as u64, buf));
-            }
-            let mut sniff = Sniff {
-                inner: &mut stdin,
-                head: Vec::new(),
-            };
-            let n = copy_body(&mut reader, body, &mut sniff)?;
-            received.fetch_add(n, Ordering::SeqCst);
-            Ok((n, sniff.head))
-            // stdin is dropped here: the backend sees the end of the body
-        });
-        let sent = relay_response(BufReader::new(stdout), &mut out);
-        let fed = feeder
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("body thread panicked")));
-        (sent, fed)
+    tokio::spawn(feed(
+        Arc::clone(&state),
+        Arc::clone(&record),
+        stdin,
+        body,
+        buffered,
+    ));
+    let mut stdout = BufReader::new(stdout);
+    let response = cgi_head(&mut stdout).await?;
+    let (tx, response_body) = web::channel();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = stdout.read(&mut buf).await
+            && n > 0
+            && tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_ok()
+        {}
+        let _ = child.wait().await;
     });
-    let _ = tracked.wait_child(pid);
-    let (sent, fed) = outcome;
-    if let Ok((n, head)) = fed {
-        out.record.body_bytes = n;
-        out.record.git_command = git_command(&head);
-    }
-    sent
+    let response = response.body(response_body).map_err(io::Error::other)?;
+    update(&|r| r.status = response.status().as_u16());
+    Ok(response)
 }
 
-/// Stall mode, for a `POST .../git-upload-pack`: reads the body; a fetch gets a `200` head and
-/// then nothing until the client gives up or the server is dropped (returns `None`), a ref
-/// listing's body is given back to be forwarded.
-fn stall_fetch(
-    reader: &mut impl BufRead,
-    body: Body,
-    state: &State,
-    out: &mut Counting<'_>,
-) -> Result<Option<Vec<u8>>> {
-    let mut buf = Vec::new();
-    copy_body(reader, body, &mut buf)?;
-    state
-        .bytes_received
-        .fetch_add(buf.len() as u64, Ordering::SeqCst);
-    out.record.body_bytes = buf.len() as u64;
-    out.record.git_command = git_command(&buf);
-    if matches!(
-        out.record.git_command.as_deref(),
-        Some("ls-refs" | "object-info")
-    ) {
-        return Ok(Some(buf));
+/// `401` asking for basic auth.
+fn unauthorized() -> io::Result<Response<ResponseBody>> {
+    Response::builder()
+        .status(StatusCode::UNAUTHORIZED)
+        .header("WWW-Authenticate", "Basic realm=\"git\"")
+        .header(CONTENT_TYPE, "text/plain")
+        .body(web::full("authentication required\n"))
+        .map_err(io::Error::other)
+}
+
+/// The log entry of a request, before its answer.
+fn record_of(head: &hyper::http::request::Parts, target: &str) -> Request {
+    let header = |name: &str| {
+        head.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    Request {
+        method: head.method.to_string(),
+        target: target.to_owned(),
+        authorization: head.headers.contains_key(AUTHORIZATION),
+        authorization_header: header("authorization"),
+        git_protocol: header("git-protocol"),
+        user_agent: header("user-agent"),
+        chunked: header("transfer-encoding")
+            .is_some_and(|te| te.to_ascii_lowercase().contains("chunked")),
+        body_bytes: 0,
+        git_command: None,
+        status: 0,
+        response_bytes: 0,
     }
-    out.record.status = 200;
-    out.write_all(
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-result\r\n\
-          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
-    )?;
-    out.flush()?;
-    let _ = io::copy(reader, &mut io::sink());
-    Ok(None)
+}
+
+/// Sends the request body (or the `buffered` one) to the backend as it comes, counting it and
+/// noting what git asked for from its first bytes; the backend sees the end of the body when
+/// this returns (its stdin is dropped).
+async fn feed(
+    state: Arc<State>,
+    record: Arc<Mutex<Option<Request>>>,
+    mut stdin: tokio::process::ChildStdin,
+    body: Option<Incoming>,
+    buffered: Option<Bytes>,
+) {
+    if let Some(bytes) = buffered {
+        // Already counted.
+        let _ = stdin.write_all(&bytes).await;
+        return;
+    }
+    let Some(mut body) = body else { return };
+    let mut sniffed = Vec::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        // Counted before the backend can answer, so the log has it with the answer.
+        state
+            .bytes_received
+            .fetch_add(data.len() as u64, Ordering::SeqCst);
+        if sniffed.len() < SNIFF_LEN {
+            let keep = data.len().min(SNIFF_LEN - sniffed.len());
+            sniffed.extend_from_slice(&data[..keep]);
+        }
+        if let Some(r) = lock(&record).as_mut() {
+            r.body_bytes += data.len() as u64;
+            r.git_command = git_command(&sniffed);
+        }
+        if stdin.write_all(&data).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// The CGI head: a `Status: 200 OK` line and headers, up to a blank line.
+async fn cgi_head(
+    stdout: &mut BufReader<tokio::process::ChildStdout>,
+) -> io::Result<hyper::http::response::Builder> {
+    let mut response = Response::builder();
+    loop {
+        let mut line = String::new();
+        stdout.read_line(&mut line).await?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            return Ok(response);
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| io::Error::other(format!("bad CGI header {line:?}")))?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("Status") {
+            let code = value.split(' ').next().unwrap_or(value);
+            response = response.status(code.parse::<u16>().map_err(io::Error::other)?);
+        } else {
+            response = response.header(name.trim(), value);
+        }
+    }
 }
 
 /// The `git http-backend` CGI command for one request.
 fn backend_command(
     state: &State,
-    stream: &TcpStream,
-    head: &Head,
-    content_length: Option<u64>,
-    user: Option<&str>,
-) -> Result<Command> {
-    let (path, query) = head
-        .target
-        .split_once('?')
-        .unwrap_or((head.target.as_str(), ""));
-    let mut cmd = Command::new(&state.backend);
+    head: &hyper::http::request::Parts,
+    target: &str,
+    local: SocketAddr,
+    peer: SocketAddr,
+    content_length: Option<String>,
+    user: Option<String>,
+) -> Result<tokio::process::Command> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let path_info = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "path is not UTF-8"))?;
+    let mut cmd = std::process::Command::new(&state.backend);
     hermetic(&mut cmd);
     cmd.env("GIT_PROJECT_ROOT", &state.base)
         .env("GIT_HTTP_EXPORT_ALL", "1")
         .env("GATEWAY_INTERFACE", "CGI/1.1")
         .env("SERVER_PROTOCOL", "HTTP/1.1")
         .env("SERVER_SOFTWARE", "crate-test-support")
-        .env("SERVER_NAME", stream.local_addr()?.ip().to_string())
-        .env("SERVER_PORT", stream.local_addr()?.port().to_string())
-        .env("REQUEST_METHOD", &head.method)
-        .env("REQUEST_URI", &head.target)
+        .env("SERVER_NAME", local.ip().to_string())
+        .env("SERVER_PORT", local.port().to_string())
+        .env("REQUEST_METHOD", head.method.as_str())
+        .env("REQUEST_URI", target)
         .env("SCRIPT_NAME", "")
-        .env("PATH_INFO", percent_decode(path)?)
+        .env("PATH_INFO", path_info.as_ref())
         .env("QUERY_STRING", query)
-        .env("REMOTE_ADDR", stream.peer_addr()?.ip().to_string())
+        .env("REMOTE_ADDR", peer.ip().to_string())
         .env(
             "CONTENT_TYPE",
-            head.header("Content-Type").unwrap_or_default(),
+            head.headers
+                .get(CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default(),
         )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -586,7 +616,7 @@ fn backend_command(
             OpenOptions::new().append(true).open(&state.stderr_log)?,
         ));
     if let Some(n) = content_length {
-        cmd.env("CONTENT_LENGTH", n.to_string());
+        cmd.env("CONTENT_LENGTH", n);
     }
     if let Some(user) = user {
         cmd.env("REMOTE_USER", user);
@@ -596,43 +626,30 @@ fn backend_command(
             .env("GIT_CONFIG_KEY_0", "http.receivepack")
             .env("GIT_CONFIG_VALUE_0", "true");
     }
+    let skip = [
+        "authorization",
+        "content-type",
+        "content-length",
+        "proxy-authorization",
+    ];
     for (name, value) in &head.headers {
-        let skip = [
-            "authorization",
-            "content-type",
-            "content-length",
-            "proxy-authorization",
-        ];
-        if skip.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+        if skip.contains(&name.as_str()) {
             continue;
         }
-        let var = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
-        cmd.env(var, value);
+        let var = format!(
+            "HTTP_{}",
+            name.as_str().to_ascii_uppercase().replace('-', "_")
+        );
+        cmd.env(var, String::from_utf8_lossy(value.as_bytes()).as_ref());
     }
+    let mut cmd = tokio::process::Command::from(cmd);
+    // Dropping the server (its runtime) kills a backend still running.
+    cmd.kill_on_drop(true);
     Ok(cmd)
-}
-
-/// Keeps the first bytes written through it, to see what a request asked for.
-struct Sniff<W> {
-    inner: W,
-    head: Vec<u8>,
 }
 
 /// Bytes of a request body kept for [`git_command`].
 const SNIFF_LEN: usize = 1024;
-
-impl<W: Write> Write for Sniff<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        let keep = n.min(SNIFF_LEN.saturating_sub(self.head.len()));
-        self.head.extend_from_slice(&buf[..keep]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
 
 /// What a git request body asks for, from its first pkt-line (see [`Request::git_command`]).
 fn git_command(body: &[u8]) -> Option<String> {
@@ -662,215 +679,14 @@ fn git_command(body: &[u8]) -> Option<String> {
     }
 }
 
-/// Reads the request line and headers.
-fn read_head(reader: &mut impl BufRead) -> Result<Head> {
-    let line = read_line(reader)?;
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad_request(&format!("bad request line {line:?}")));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(bad_request(&format!("unsupported version {version:?}")));
-    }
-    let mut head = Head {
-        method: method.to_owned(),
-        target: target.to_owned(),
-        headers: Vec::new(),
-    };
-    loop {
-        let line = read_line(reader)?;
-        if line.is_empty() {
-            return Ok(head);
-        }
-        if head.headers.len() >= MAX_HEADERS {
-            return Err(bad_request("too many headers"));
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| bad_request(&format!("bad header line {line:?}")))?;
-        head.headers
-            .push((name.trim().to_owned(), value.trim().to_owned()));
-    }
-}
-
-fn body_framing(head: &Head) -> Result<Body> {
-    if let Some(te) = head.header("Transfer-Encoding") {
-        if te.eq_ignore_ascii_case("chunked") {
-            return Ok(Body::Chunked);
-        }
-        return Err(bad_request(&format!(
-            "unsupported Transfer-Encoding {te:?}"
-        )));
-    }
-    match head.header("Content-Length") {
-        Some(len) => len
-            .parse()
-            .map(Body::Length)
-            .map_err(|_| bad_request(&format!("bad Content-Length {len:?}"))),
-        None => Ok(Body::None),
-    }
-}
-
-/// Copies the request body (de-chunked) to `out`; returns the number of body bytes.
-fn copy_body(reader: &mut impl BufRead, body: Body, out: &mut impl Write) -> Result<u64> {
-    match body {
-        Body::None => Ok(0),
-        Body::Length(n) => {
-            let copied = io::copy(&mut reader.take(n), out)?;
-            if copied == n {
-                Ok(n)
-            } else {
-                Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "request body shorter than Content-Length",
-                ))
-            }
-        }
-        Body::Chunked => {
-            let mut total = 0;
-            loop {
-                let line = read_line(reader)?;
-                let size = line.split(';').next().unwrap_or_default().trim();
-                let size = u64::from_str_radix(size, 16)
-                    .map_err(|_| bad_request(&format!("bad chunk size {line:?}")))?;
-                if size == 0 {
-                    // trailers, then the empty line
-                    while !read_line(reader)?.is_empty() {}
-                    return Ok(total);
-                }
-                let copied = io::copy(&mut reader.take(size), out)?;
-                if copied != size {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "request body ended inside a chunk",
-                    ));
-                }
-                total += size;
-                if !read_line(reader)?.is_empty() {
-                    return Err(bad_request("chunk not followed by CRLF"));
-                }
-            }
-        }
-    }
-}
-
-/// Turns the CGI output (headers, blank line, body) into a chunked HTTP response.
-fn relay_response(mut cgi: impl BufRead, out: &mut Counting<'_>) -> Result<()> {
-    let mut status = (200u16, "OK".to_owned());
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(&mut cgi)?;
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| io::Error::other(format!("bad CGI header {line:?}")))?;
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("Status") {
-            let (code, reason) = value.split_once(' ').unwrap_or((value, ""));
-            let code = code
-                .parse()
-                .map_err(|_| io::Error::other(format!("bad CGI status {value:?}")))?;
-            status = (code, reason.to_owned());
-        } else {
-            headers.push((name.trim().to_owned(), value.to_owned()));
-        }
-    }
-    out.record.status = status.0;
-    let mut head = format!("HTTP/1.1 {} {}\r\n", status.0, status.1);
-    for (name, value) in &headers {
-        let _ = write!(head, "{name}: {value}\r\n");
-    }
-    head.push_str("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
-    out.write_all(head.as_bytes())?;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = cgi.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        out.write_all(format!("{n:x}\r\n").as_bytes())?;
-        out.write_all(&buf[..n])?;
-        out.write_all(b"\r\n")?;
-    }
-    out.write_all(b"0\r\n\r\n")?;
-    out.flush()
-}
-
-/// A complete small response with `Content-Length`.
-fn respond_simple(
-    out: &mut Counting<'_>,
-    code: u16,
-    reason: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Result<()> {
-    out.record.status = code;
-    let mut head = format!("HTTP/1.1 {code} {reason}\r\n");
-    for (name, value) in headers {
-        let _ = write!(head, "{name}: {value}\r\n");
-    }
-    let _ = write!(
-        head,
-        "Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    out.write_all(head.as_bytes())?;
-    out.flush()
-}
-
-/// `%XX` decoding of a URL path (no `+` handling: that is for query strings).
-fn percent_decode(path: &str) -> Result<String> {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| bad_request("bad %-escape in path"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| bad_request("path is not UTF-8"))
-}
-
 /// Compares without an early exit (habit; these are test credentials).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Standard base64 with padding (RFC 4648), for the expected `Authorization` value.
-fn base64(data: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let sextet = |shift: u32| char::from(TABLE[((n >> shift) & 63) as usize]);
-        out.push(sextet(18));
-        out.push(sextet(12));
-        out.push(if chunk.len() > 1 { sextet(6) } else { '=' });
-        out.push(if chunk.len() > 2 { sextet(0) } else { '=' });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Body, base64, copy_body, git_command, percent_decode};
+    use super::git_command;
 
     #[test]
     fn git_commands_are_recognised() {
@@ -892,34 +708,5 @@ mod tests {
         assert_eq!(git_command(b"0000"), None);
         assert_eq!(git_command(b"\x1f\x8b\x08\x00"), None);
         assert_eq!(git_command(b""), None);
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64(b"alice:s3cret"), "YWxpY2U6czNjcmV0");
-    }
-
-    #[test]
-    fn chunked_body_is_decoded() {
-        let mut input: &[u8] = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\nrest";
-        let mut out = Vec::new();
-        let n = copy_body(&mut input, Body::Chunked, &mut out).expect("valid chunked body");
-        assert_eq!(n, 12);
-        assert_eq!(out, b"hello, world");
-        assert_eq!(input, b"rest");
-    }
-
-    #[test]
-    fn path_is_percent_decoded() {
-        assert_eq!(
-            percent_decode("/a%20b.git/info/refs").expect("valid escape"),
-            "/a b.git/info/refs"
-        );
-        assert!(percent_decode("/a%2").is_err());
     }
 }

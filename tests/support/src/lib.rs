@@ -8,16 +8,15 @@
 //!   symlinks, gitlinks (submodules), large incompressible blobs, many small objects, several
 //!   branches, tags and later commits ([`BareRepo::update`]).
 //! - [`GitDaemon`] serves a folder of bare repositories over `git://`.
-//! - [`SmartHttp`] serves them over git's smart HTTP protocol (`git http-backend` behind a small
-//!   HTTP/1.1 server written here) with optional basic auth, a request log and byte counters.
+//! - [`SmartHttp`] serves them over git's smart HTTP protocol (`git http-backend` behind hyper)
+//!   with optional basic auth, a request log and byte counters.
 //! - [`Sshd`] runs OpenSSH's `sshd` on a private configuration with generated keys.
 //! - [`Tarpit`] accepts connections and never answers, for time-out tests.
 //! - [`hostile`] has servers that follow a script instead of a repository
 //!   ([`hostile::ScriptedGitDaemon`] for `git://`, [`hostile::ScriptedHttp`] for HTTP and HTTPS),
 //!   crafted packfiles and deltas ([`hostile::PackBuilder`]), and repositories with refs and
 //!   objects git refuses to make ([`hostile::repos`]).
-//! - [`FakeKubeApi`] is a fake Kubernetes API server serving `AnalyticsDataSource`s (read and
-//!   server-side apply) to `kube::Client`, with a request log and failure injection.
+//! - [`Relay`] forwards TCP connections to one address and counts them.
 //!
 //! Every server binds `127.0.0.1` only (or the one IP it is given, such as `127.0.0.2`), waits
 //! for readiness by connecting (never by sleeping) and stops when dropped. Missing tools are reported with the Debian package that provides them.
@@ -27,18 +26,19 @@
 mod daemon;
 pub mod hostile;
 mod http;
-mod kube;
 mod process;
+mod relay;
 mod repo;
 mod rng;
 mod server;
 mod sshd;
 mod tarpit;
+mod web;
 
 pub use daemon::GitDaemon;
 pub use http::{Request, SmartHttp, SmartHttpBuilder};
-pub use kube::{FakeKubeApi, Recorded, SEED_MANAGER, clear_cluster_env};
 pub use process::{git, run, run_ok};
+pub use relay::Relay;
 pub use repo::{BareRepo, MIB, RepoBuilder, TreeEntry};
 pub use rng::XorShift64;
 pub use sshd::Sshd;

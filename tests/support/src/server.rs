@@ -1,4 +1,5 @@
-//! The accept loop shared by the servers written here, and clean shutdown on drop.
+//! The accept loop of the raw TCP servers (git daemon, scripted `git://`, tarpit, relay), and
+//! clean shutdown on drop. The HTTP servers run on hyper instead (`web.rs`).
 //!
 //! The listener is bound to `127.0.0.1:0` (or another given IP, port 0) before the constructor
 //! returns, so a server is ready as soon as it exists (connections wait in the backlog) and there
@@ -64,23 +65,6 @@ impl Tracked {
         }
         children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
         children.push(child);
-    }
-
-    /// Waits for the registered child with process id `pid` and forgets it; returns whether it
-    /// exited successfully (false when it was killed at shutdown or is unknown).
-    pub(crate) fn wait_child(&self, pid: u32) -> bool {
-        // Take it out of the list so that waiting does not hold the lock.
-        let child = {
-            let mut children = lock(&self.children);
-            children
-                .iter()
-                .position(|c| c.id() == pid)
-                .map(|i| children.swap_remove(i))
-        };
-        match child {
-            Some(mut child) => child.wait().is_ok_and(|s| s.success()),
-            None => false,
-        }
     }
 
     /// Number of connections accepted so far.
@@ -175,37 +159,4 @@ impl Drop for AcceptLoop {
         }
         self.tracked.shutdown();
     }
-}
-
-/// Longest request line or header line the test servers accept.
-pub(crate) const MAX_LINE: usize = 16 * 1024;
-/// Most header lines the test servers accept in one request.
-pub(crate) const MAX_HEADERS: usize = 100;
-
-/// One CRLF- (or LF-) terminated line, without the terminator, at most [`MAX_LINE`] long.
-pub(crate) fn read_line(reader: &mut impl std::io::BufRead) -> std::io::Result<String> {
-    use std::io::{BufRead as _, Read as _};
-    let mut line = Vec::new();
-    let n = reader
-        .take(MAX_LINE as u64 + 2)
-        .read_until(b'\n', &mut line)?;
-    if n == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "connection closed inside a request",
-        ));
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(bad_request("line too long or unterminated"));
-    }
-    line.pop();
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line).map_err(|_| bad_request("request head is not UTF-8"))
-}
-
-/// A malformed request, as an I/O error the connection handler turns into a 400.
-pub(crate) fn bad_request(msg: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.to_owned())
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use base64::Engine as _;
 use tempfile::TempDir;
 
 use crate::Result;
@@ -209,7 +210,9 @@ impl Sshd {
             .split_whitespace()
             .nth(1)
             .ok_or_else(|| io::Error::other("no key in host public key"))?;
-        decode_base64(b64)
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(io::Error::other)
     }
 
     /// `[127.0.0.1]:<port> ssh-ed25519 AAAA...`: a `known_hosts` line for this server.
@@ -326,40 +329,4 @@ fn read_to_string(path: &Path) -> String {
         let _ = file.read_to_string(&mut text);
     }
     text
-}
-
-/// Standard base64 decoding (padding optional), for the host key blob.
-fn decode_base64(text: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return Err(io::Error::other(format!("bad base64 character {c:?}"))),
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((acc >> bits) & 0xff).map_err(io::Error::other)?);
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::decode_base64;
-
-    #[test]
-    fn base64_decodes() {
-        assert_eq!(decode_base64("Zm9vYmFy").expect("valid"), b"foobar");
-        assert_eq!(decode_base64("Zm8=").expect("valid"), b"fo");
-        assert!(decode_base64("Zm*=").is_err());
-    }
 }

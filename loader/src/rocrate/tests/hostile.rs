@@ -120,14 +120,7 @@ fn a_self_referencing_root_loads_and_names_itself_as_publisher() {
     let input = br#"{"@context":1,"@graph":[{"@id":"ro-crate-metadata.json","about":{"@id":"./"},"conformsTo":{"@id":"https://w3id.org/ro/crate/1.2"}},{"@id":"./","@type":"Dataset","name":"Loop","mainEntity":{"@id":"./"},"hasPart":[{"@id":"./"}],"publisher":{"@id":"./"},"license":{"@id":"./"}}]}"#;
     let loaded = load(input, &Limits::default(), &Fallback::default(), None).expect("loads");
     assert_eq!(loaded.spec.license.as_deref(), Some("Loop"));
-    assert_eq!(
-        loaded
-            .spec
-            .publisher
-            .and_then(|p| p.organisation)
-            .as_deref(),
-        Some("Loop")
-    );
+    assert_eq!(organisation(&loaded), Some("Loop"));
 }
 
 #[test]

@@ -85,6 +85,11 @@ fn loaded(crate_: &Value) -> Loaded {
     }
 }
 
+/// The publisher organisation a loaded crate maps to.
+fn organisation(loaded: &Loaded) -> Option<&str> {
+    loaded.spec.publisher.as_ref()?.organisation.as_deref()
+}
+
 fn failed(input: &[u8]) -> Report {
     match load(input, &Limits::default(), &Fallback::default(), None) {
         Ok(loaded) => panic!(

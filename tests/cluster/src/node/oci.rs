@@ -63,14 +63,8 @@ pub(super) fn pause_image(run: &Path, pause: &Path) -> Result<PathBuf> {
 }
 
 fn digest(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    Sha256::digest(bytes)
-        .iter()
-        .fold(String::from("sha256:"), |mut out, b| {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+    // sha2's digests print as lower-case hex.
+    format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
 fn architecture() -> &'static str {

@@ -1,38 +1,46 @@
-//! `ScriptedHttp`: an HTTP/1.1 server on raw TCP (optionally TLS) that answers every request
+//! `ScriptedHttp`: an HTTP/1.1 server (hyper, optionally TLS) that answers every request
 //! through a closure, for smart-HTTP clients meeting servers that redirect, ask for credentials,
 //! lie about refs, or never stop sending.
 //!
-//! One request per connection (`Connection: close`), a thread per connection. Request heads are
-//! parsed with `httparse`; bodies may come with `Content-Length` or chunked (libgit2 sends
-//! chunked POSTs); `Expect: 100-continue` is answered. Every request is logged before it is
-//! answered, so the log is complete as soon as a client has its answer.
+//! One request per connection (keep-alive off); hyper reads the request, de-chunking its body
+//! and answering `Expect: 100-continue`. Every request is logged before it is answered, so the
+//! log is complete as soon as a client has its answer. What hyper cannot say (a header that never
+//! ends, header lines forever, arbitrary bytes) is written raw: the connection is taken back
+//! from hyper before it has written anything for the request.
 
-use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::future::Future;
+use std::io::{self, Read as _};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
+use http_body_util::{BodyExt as _, Limited};
+use hyper::Response;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType,
 };
+use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use tempfile::TempDir;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::oneshot;
 
 use super::pktline::{self, FLUSH};
 use super::upload_pack::{
     DEFAULT_CAPABILITIES, PackResponse, RefAdvertisement, write_endless_advertisement,
     write_stateless_answer,
 };
-use super::{ByteCounter, Counted, SETTLE_TIMEOUT, Workers};
+use super::{ByteCounter, SETTLE_TIMEOUT};
 use crate::Result;
-use crate::server::{AcceptLoop, MAX_HEADERS, bad_request, lock, read_line};
+use crate::server::lock;
+use crate::web::{self, Accepted, Counting, ResponseBody, Web};
 
-/// Largest request head accepted (request line and headers).
-const MAX_HEAD: usize = 64 * 1024;
 /// Largest request body accepted.
 const MAX_BODY: u64 = 64 * 1024 * 1024;
 
@@ -232,13 +240,12 @@ pub fn smart_git(
 /// The handler's signature.
 type Handler = dyn Fn(&HttpRequest) -> Reply + Send + Sync;
 
-/// What the connection threads share.
+/// What the connection tasks share.
 struct State {
     handler: Box<Handler>,
-    tls: Option<Arc<ServerConfig>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     log: Mutex<Vec<HttpRequest>>,
     sent: ByteCounter,
-    workers: Arc<Workers>,
 }
 
 /// Options for [`ScriptedHttp`]; start with [`ScriptedHttp::builder`].
@@ -298,7 +305,7 @@ struct Ca {
 /// # Ok(()) }
 /// ```
 pub struct ScriptedHttp {
-    accept: Option<AcceptLoop>,
+    web: Web,
     state: Arc<State>,
     ca: Option<Ca>,
 }
@@ -329,7 +336,7 @@ impl ScriptedHttp {
     fn start_with(options: &ScriptedHttpBuilder, handler: Box<Handler>) -> Result<Self> {
         let (tls, ca) = if options.tls {
             let (config, ca) = make_tls(options.ip)?;
-            (Some(config), Some(ca))
+            (Some(tokio_rustls::TlsAcceptor::from(config)), Some(ca))
         } else {
             (None, None)
         };
@@ -338,36 +345,19 @@ impl ScriptedHttp {
             tls,
             log: Mutex::new(Vec::new()),
             sent: ByteCounter::default(),
-            workers: Arc::new(Workers::default()),
         });
-        let accept = {
+        let web = {
             let state = Arc::clone(&state);
-            let mut next = 0usize;
-            AcceptLoop::start_on(options.ip, "scripted-http", move |stream, tracked| {
-                let connection = next;
-                next += 1;
-                let id = tracked.track(&stream);
-                let tracked = Arc::clone(tracked);
-                let state2 = Arc::clone(&state);
-                let _ = state.workers.spawn("scripted-http-conn", move || {
-                    let _ = serve(&stream, connection, &state2);
-                    let _ = stream.shutdown(Shutdown::Both);
-                    tracked.untrack(id);
-                });
+            Web::start(options.ip, "scripted-http", move |accepted| {
+                connection(Arc::clone(&state), accepted)
             })?
         };
-        Ok(Self {
-            accept: Some(accept),
-            state,
-            ca,
-        })
+        Ok(Self { web, state, ca })
     }
 
     /// The address served (`<ip>:<port>`).
     pub fn addr(&self) -> SocketAddr {
-        self.accept
-            .as_ref()
-            .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), AcceptLoop::addr)
+        self.web.addr()
     }
 
     /// `http://<ip>:<port><path>` (`https://` with TLS; a `/` is put before `path` if it has
@@ -392,9 +382,7 @@ impl ScriptedHttp {
 
     /// Number of connections accepted so far.
     pub fn connections(&self) -> usize {
-        self.accept
-            .as_ref()
-            .map_or(0, |a| a.tracked().connections())
+        self.web.connections()
     }
 
     /// Bytes of HTTP sent so far (before TLS encryption).
@@ -416,13 +404,6 @@ impl ScriptedHttp {
     /// Takes the log: returns every request read so far and forgets them.
     pub fn take_log(&self) -> Vec<HttpRequest> {
         std::mem::take(&mut *lock(&self.state.log))
-    }
-}
-
-impl Drop for ScriptedHttp {
-    fn drop(&mut self) {
-        drop(self.accept.take());
-        self.state.workers.wait_idle(SETTLE_TIMEOUT);
     }
 }
 
@@ -487,244 +468,157 @@ fn make_tls(ip: IpAddr) -> Result<(Arc<ServerConfig>, Ca)> {
     ))
 }
 
-/// A connection, plain or TLS.
-trait Transport: Read + Write {
-    /// Ends the sending side (TLS: `close_notify` first).
-    fn finish(&mut self);
-}
-
-impl Transport for TcpStream {
-    fn finish(&mut self) {
-        let _ = self.flush();
-        let _ = self.shutdown(Shutdown::Write);
-    }
-}
-
-impl Transport for StreamOwned<ServerConnection, TcpStream> {
-    fn finish(&mut self) {
-        self.conn.send_close_notify();
-        let _ = self.flush();
-        let _ = self.sock.shutdown(Shutdown::Write);
-    }
-}
-
 /// Serves one connection: TLS if configured, one request, one answer.
-fn serve(raw: &TcpStream, connection: usize, state: &State) -> Result<()> {
-    let stream = raw.try_clone()?;
-    let peer = raw.peer_addr()?;
-    if let Some(config) = &state.tls {
-        let conn = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
-        exchange(&mut StreamOwned::new(conn, stream), peer, connection, state)?;
+async fn connection(state: Arc<State>, accepted: Accepted) {
+    let count = {
+        let state = Arc::clone(&state);
+        Arc::new(move |n| state.sent.add(n))
+    };
+    let (seq, peer) = (accepted.seq, accepted.peer);
+    if let Some(acceptor) = &state.tls {
+        if let Ok(tls) = acceptor.accept(accepted.stream).await {
+            let io = Counting { inner: tls, count };
+            exchange(io, seq, peer, state).await;
+        }
     } else {
-        exchange(&mut { stream }, peer, connection, state)?;
+        let io = Counting {
+            inner: accepted.stream,
+            count,
+        };
+        exchange(io, seq, peer, state).await;
     }
-    // Let the client read the whole answer: wait (bounded) for it to hang up.
-    raw.set_read_timeout(Some(SETTLE_TIMEOUT))?;
-    let _ = io::copy(&mut raw.take(1 << 20), &mut io::sink());
-    Ok(())
 }
 
-/// Reads one request, logs it, asks the handler and sends its reply.
-fn exchange(
-    conn: &mut impl Transport,
-    peer: SocketAddr,
+/// The service's future: boxed, so that the connection can be taken back from hyper.
+type Answer = Pin<Box<dyn Future<Output = io::Result<Response<ResponseBody>>> + Send>>;
+
+/// Reads one request through hyper, logs it, asks the handler and sends its reply: through
+/// hyper, or raw on the connection taken back from it.
+async fn exchange<S>(io: Counting<S>, connection: usize, peer: SocketAddr, state: Arc<State>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (raw_tx, mut raw_rx) = oneshot::channel::<Reply>();
+    let raw_tx = Arc::new(Mutex::new(Some(raw_tx)));
+    let service = hyper::service::service_fn(move |request| -> Answer {
+        Box::pin(answer(
+            Arc::clone(&state),
+            Arc::clone(&raw_tx),
+            connection,
+            peer,
+            request,
+        ))
+    });
+    let mut conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(io), service);
+    let mut raw_open = true;
+    let raw = std::future::poll_fn(|cx| {
+        if raw_open && let Poll::Ready(reply) = Pin::new(&mut raw_rx).poll(cx) {
+            raw_open = false;
+            if let Ok(reply) = reply {
+                return Poll::Ready(Some(reply));
+            }
+        }
+        conn.poll_without_shutdown(cx).map(|_| None)
+    })
+    .await;
+    let mut io = conn.into_parts().io.into_inner();
+    if let Some(reply) = raw {
+        let _ = write_raw(&mut io, &reply).await;
+    }
+    // Let the client read the whole answer: end our side, then wait (bounded) for it to hang up,
+    // since closing with its bytes unread would reset the connection under it.
+    let _ = io.shutdown().await;
+    let mut rest = (&mut io).take(1 << 20);
+    let _ = tokio::time::timeout(
+        SETTLE_TIMEOUT,
+        tokio::io::copy(&mut rest, &mut tokio::io::sink()),
+    )
+    .await;
+}
+
+/// The answer to one request, or, for a reply hyper cannot send, the reply handed to
+/// [`exchange`] and no answer.
+async fn answer(
+    state: Arc<State>,
+    raw: Arc<Mutex<Option<oneshot::Sender<Reply>>>>,
     connection: usize,
-    state: &State,
-) -> Result<()> {
-    let Some(request) = read_request(conn, peer, connection)? else {
-        return Ok(());
+    peer: SocketAddr,
+    request: hyper::Request<Incoming>,
+) -> io::Result<Response<ResponseBody>> {
+    let (head, body) = request.into_parts();
+    let chunked = head.headers.get("transfer-encoding").is_some_and(|te| {
+        String::from_utf8_lossy(te.as_bytes())
+            .to_ascii_lowercase()
+            .contains("chunked")
+    });
+    let body = Limited::new(body, usize::try_from(MAX_BODY).unwrap_or(usize::MAX))
+        .collect()
+        .await
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+        .to_bytes();
+    let request = HttpRequest {
+        connection,
+        peer,
+        method: head.method.to_string(),
+        target: head
+            .uri
+            .path_and_query()
+            .map_or_else(|| head.uri.to_string(), |p| p.as_str().to_owned()),
+        headers: head
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).trim().to_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+        chunked,
     };
     lock(&state.log).push(request.clone());
-    let reply = (state.handler)(&request);
-    {
-        let mut out = BufWriter::with_capacity(
-            64 * 1024,
-            Counted {
-                inner: &mut *conn,
-                counter: &state.sent,
-            },
-        );
-        write_reply(&mut out, &request, &reply)?;
-        out.flush()?;
-    }
-    conn.finish();
-    Ok(())
-}
-
-/// Reads a request head and body; `None` when the client closed before sending anything.
-fn read_request(
-    conn: &mut impl Transport,
-    peer: SocketAddr,
-    connection: usize,
-) -> Result<Option<HttpRequest>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let (mut request, consumed) = loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(&buf) {
-            Ok(httparse::Status::Complete(n)) => {
-                let request = HttpRequest {
-                    connection,
-                    peer,
-                    method: parsed.method.unwrap_or_default().to_owned(),
-                    target: parsed.path.unwrap_or_default().to_owned(),
-                    headers: parsed
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_owned(),
-                                String::from_utf8_lossy(h.value).trim().to_owned(),
-                            )
-                        })
-                        .collect(),
-                    body: Vec::new(),
-                    chunked: false,
-                };
-                break (request, n);
-            }
-            Ok(httparse::Status::Partial) => {}
-            Err(err) => return Err(bad_request(&format!("bad request head: {err}"))),
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(bad_request("request head too large"));
-        }
-        let n = conn.read(&mut chunk)?;
-        if n == 0 {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed inside a request head",
-                ))
-            };
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    let reply = {
+        let (state, request) = (Arc::clone(&state), request.clone());
+        // The handler may build packs: off the runtime's thread.
+        tokio::task::spawn_blocking(move || (state.handler)(&request))
+            .await
+            .map_err(io::Error::other)?
     };
-    if request
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-    {
-        conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        conn.flush()?;
-    }
-    let chunked = request
-        .header("transfer-encoding")
-        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
-    let length = match request.header("content-length") {
-        Some(len) if !chunked => Some(
-            len.parse::<u64>()
-                .map_err(|_| bad_request(&format!("bad Content-Length {len:?}")))?,
-        ),
-        _ => None,
-    };
-    let mut reader = BufReader::new((&buf[consumed..]).chain(&mut *conn));
-    if chunked {
-        request.chunked = true;
-        request.body = read_chunked(&mut reader)?;
-    } else if let Some(len) = length {
-        if len > MAX_BODY {
-            return Err(bad_request("request body too large"));
+    if matches!(
+        reply,
+        Reply::EndlessHeaderValue | Reply::EndlessHeaderLines | Reply::Raw(_) | Reply::Close
+    ) {
+        if let Some(raw) = lock(&raw).take() {
+            let _ = raw.send(reply);
         }
-        (&mut reader).take(len).read_to_end(&mut request.body)?;
-        if request.body.len() as u64 != len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "request body shorter than Content-Length",
-            ));
-        }
+        // The connection is taken back from hyper: this answer never comes.
+        return std::future::pending().await;
     }
-    Ok(Some(request))
+    respond(&request, reply)
 }
 
-/// Reads a chunked body (chunk sizes parsed by `httparse`), and the trailers after it.
-fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line = read_line(reader)?;
-        let Ok(httparse::Status::Complete((_, size))) =
-            httparse::parse_chunk_size(format!("{line}\r\n").as_bytes())
-        else {
-            return Err(bad_request(&format!("bad chunk size {line:?}")));
-        };
-        if size == 0 {
-            while !read_line(reader)?.is_empty() {}
-            return Ok(body);
-        }
-        if body.len() as u64 + size > MAX_BODY {
-            return Err(bad_request("request body too large"));
-        }
-        let before = body.len();
-        reader.take(size).read_to_end(&mut body)?;
-        if (body.len() - before) as u64 != size {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "request body ended inside a chunk",
-            ));
-        }
-        if !read_line(reader)?.is_empty() {
-            return Err(bad_request("chunk not followed by CRLF"));
-        }
-    }
-}
-
-/// The reason phrase for the status codes used in tests.
-fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Scripted",
-    }
-}
-
-/// Writes a complete response with `Content-Length` (unless a header sets framing).
-fn write_complete(
-    out: &mut impl Write,
+/// A response with `status`, `headers` and `body`.
+fn response(
     status: u16,
     headers: &[(String, String)],
-    body: &[u8],
-) -> Result<()> {
-    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    body: ResponseBody,
+) -> io::Result<Response<ResponseBody>> {
+    let mut response = Response::builder().status(status);
     for (name, value) in headers {
-        let _ = write!(head, "{name}: {value}\r\n");
+        response = response.header(name, value);
     }
-    if !has("content-length") && !has("transfer-encoding") {
-        let _ = write!(head, "Content-Length: {}\r\n", body.len());
-    }
-    if !has("connection") {
-        head.push_str("Connection: close\r\n");
-    }
-    head.push_str("\r\n");
-    out.write_all(head.as_bytes())?;
-    out.write_all(body)?;
-    Ok(())
+    response.body(body).map_err(io::Error::other)
 }
 
-/// Writes a `200` head with `content_type` and a chunked body.
-fn write_chunked_head(out: &mut impl Write, content_type: &str) -> Result<()> {
-    out.write_all(
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nCache-Control: no-cache\r\n\
-             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
-    )?;
-    Ok(())
+/// A header list from string pairs.
+fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// The `# service=git-upload-pack` preamble of a smart-HTTP advertisement, with its flush.
@@ -734,152 +628,100 @@ fn service_preamble() -> Vec<u8> {
     out
 }
 
-fn write_reply(out: &mut impl Write, request: &HttpRequest, reply: &Reply) -> Result<()> {
+/// The response for a reply hyper can send. Complete bodies get `Content-Length`, the others
+/// go chunked; the synchronous writers of endless or computed bodies run on a thread.
+fn respond(request: &HttpRequest, reply: Reply) -> io::Result<Response<ResponseBody>> {
+    let streamed = &[("Cache-Control", "no-cache")];
     match reply {
         Reply::Response {
             status,
             headers,
             body,
-        } => write_complete(out, *status, headers, body),
-        Reply::Redirect { status, location } => write_complete(
-            out,
-            *status,
-            &[("Location".to_owned(), location.clone())],
-            b"",
-        ),
-        Reply::Unauthorized => write_complete(
-            out,
+        } => response(status, &headers, web::full(body)),
+        Reply::Redirect { status, location } => {
+            response(status, &headers(&[("Location", &location)]), web::full(""))
+        }
+        Reply::Unauthorized => response(
             401,
-            &[
-                (
-                    "WWW-Authenticate".to_owned(),
-                    "Basic realm=\"x\"".to_owned(),
-                ),
-                ("Content-Type".to_owned(), "text/plain".to_owned()),
-            ],
-            b"authentication required\n",
+            &headers(&[
+                ("WWW-Authenticate", "Basic realm=\"x\""),
+                ("Content-Type", "text/plain"),
+            ]),
+            web::full("authentication required\n"),
         ),
         Reply::Advertisement(advertisement) => {
             let mut body = service_preamble();
             body.extend_from_slice(&advertisement.encode());
-            write_complete(
-                out,
+            response(
                 200,
-                &[
-                    ("Content-Type".to_owned(), ADVERTISEMENT_TYPE.to_owned()),
-                    ("Cache-Control".to_owned(), "no-cache".to_owned()),
-                ],
-                &body,
+                &headers(&[("Content-Type", ADVERTISEMENT_TYPE), streamed[0]]),
+                web::full(body),
             )
         }
-        Reply::EndlessAdvertisement { capabilities } => {
-            write_chunked_head(out, ADVERTISEMENT_TYPE)?;
-            let mut body = Chunked::new(out);
-            body.write_all(&service_preamble())?;
-            write_endless_advertisement(&mut body, capabilities)
-        }
-        Reply::UploadPackResult(response) => {
-            write_chunked_head(out, RESULT_TYPE)?;
-            let mut body = Chunked::new(out);
-            write_stateless_answer(&mut body, &request.git_body()?, response)?;
-            body.finish()
-        }
-        Reply::EndlessHeaderValue => {
-            out.write_all(b"HTTP/1.1 200 OK\r\nX-Endless: ")?;
-            let filler = vec![b'a'; 64 * 1024];
-            loop {
-                out.write_all(&filler)?;
-            }
-        }
-        Reply::EndlessHeaderLines => {
-            out.write_all(b"HTTP/1.1 200 OK\r\n")?;
-            let mut batch = Vec::with_capacity(72 * 1024);
-            for n in 0u64.. {
-                batch.extend_from_slice(format!("X-Filler-{n:012}: x\r\n").as_bytes());
-                if batch.len() >= 64 * 1024 {
-                    out.write_all(&batch)?;
-                    batch.clear();
-                }
-            }
-            Ok(())
+        Reply::EndlessAdvertisement { capabilities } => response(
+            200,
+            &headers(&[("Content-Type", ADVERTISEMENT_TYPE), streamed[0]]),
+            web::written_by(move |mut out| {
+                out.write_all(&service_preamble())?;
+                write_endless_advertisement(&mut out, &capabilities)
+            }),
+        ),
+        Reply::UploadPackResult(pack) => {
+            let body = request.git_body()?;
+            response(
+                200,
+                &headers(&[("Content-Type", RESULT_TYPE), streamed[0]]),
+                web::written_by(move |mut out| write_stateless_answer(&mut out, &body, &pack)),
+            )
         }
         Reply::EndlessBody {
             content_type,
             chunk,
         } => {
-            write_chunked_head(out, content_type)?;
-            let piece: &[u8] = if chunk.is_empty() { b"x" } else { chunk };
-            let mut body = Chunked::new(out);
+            let piece = if chunk.is_empty() {
+                b"x".to_vec()
+            } else {
+                chunk
+            };
+            response(
+                200,
+                &headers(&[("Content-Type", &content_type), streamed[0]]),
+                web::written_by(move |out| {
+                    loop {
+                        out.write_all(&piece)?;
+                    }
+                }),
+            )
+        }
+        Reply::EndlessHeaderValue | Reply::EndlessHeaderLines | Reply::Raw(_) | Reply::Close => {
+            Err(io::Error::other("a raw reply goes through write_raw"))
+        }
+    }
+}
+
+/// Writes a reply hyper cannot send straight to the connection.
+async fn write_raw(out: &mut (impl AsyncWrite + Unpin), reply: &Reply) -> io::Result<()> {
+    match reply {
+        Reply::EndlessHeaderValue => {
+            out.write_all(b"HTTP/1.1 200 OK\r\nX-Endless: ").await?;
+            let filler = vec![b'a'; 64 * 1024];
             loop {
-                body.write_all(piece)?;
+                out.write_all(&filler).await?;
             }
         }
-        Reply::Raw(bytes) => Ok(out.write_all(bytes)?),
-        Reply::Close => Ok(()),
-    }
-}
-
-/// A writer that sends what it is given as HTTP chunks of up to 32 KiB.
-struct Chunked<W: Write> {
-    inner: W,
-    buf: Vec<u8>,
-}
-
-/// Size of the chunks [`Chunked`] sends.
-const CHUNK: usize = 32 * 1024;
-
-impl<W: Write> Chunked<W> {
-    fn new(inner: W) -> Self {
-        Self {
-            inner,
-            buf: Vec::with_capacity(CHUNK),
+        Reply::EndlessHeaderLines => {
+            out.write_all(b"HTTP/1.1 200 OK\r\n").await?;
+            let mut batch = Vec::with_capacity(72 * 1024);
+            for n in 0u64.. {
+                batch.extend_from_slice(format!("X-Filler-{n:012}: x\r\n").as_bytes());
+                if batch.len() >= 64 * 1024 {
+                    out.write_all(&batch).await?;
+                    batch.clear();
+                }
+            }
+            Ok(())
         }
-    }
-
-    fn emit(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.inner
-                .write_all(format!("{:x}\r\n", self.buf.len()).as_bytes())?;
-            self.inner.write_all(&self.buf)?;
-            self.inner.write_all(b"\r\n")?;
-            self.buf.clear();
-        }
-        Ok(())
-    }
-
-    /// Sends what is buffered and the last (empty) chunk.
-    fn finish(mut self) -> Result<()> {
-        self.emit()?;
-        self.inner.write_all(b"0\r\n\r\n")?;
-        self.inner.flush()
-    }
-}
-
-impl<W: Write> Write for Chunked<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() >= CHUNK {
-            self.emit()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.emit()?;
-        self.inner.flush()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::read_chunked;
-
-    #[test]
-    fn chunked_bodies_are_decoded() {
-        let mut input: &[u8] = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\nrest";
-        let body = read_chunked(&mut input).expect("valid chunked body");
-        assert_eq!(body, b"hello, world");
-        assert_eq!(input, b"rest");
+        Reply::Raw(bytes) => out.write_all(bytes).await,
+        _ => Ok(()),
     }
 }

@@ -27,24 +27,14 @@ pub struct ObjectId(pub [u8; 20]);
 
 impl ObjectId {
     /// Parses 40 hex digits.
-    pub fn from_hex(hex: &str) -> Result<Self> {
-        let bytes = hex.as_bytes();
-        if bytes.len() != 40 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("object id {hex:?} is not 40 hex digits"),
-            ));
-        }
+    pub fn from_hex(digits: &str) -> Result<Self> {
         let mut id = [0u8; 20];
-        for (i, pair) in bytes.chunks(2).enumerate() {
-            let pair = std::str::from_utf8(pair).map_err(io::Error::other)?;
-            id[i] = u8::from_str_radix(pair, 16).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("object id {hex:?} is not 40 hex digits"),
-                )
-            })?;
-        }
+        hex::decode_to_slice(digits, &mut id).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("object id {digits:?} is not 40 hex digits"),
+            )
+        })?;
         Ok(Self(id))
     }
 
@@ -56,10 +46,7 @@ impl ObjectId {
 
 impl fmt::Display for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        f.write_str(&hex::encode(self.0))
     }
 }
 
