@@ -7,7 +7,7 @@
 //! `commitId` keep their upstream meaning.
 
 use crate_operator_api::AnalyticsCrateStatus;
-use crate_operator_api::contract::{LoadResult, Outcome};
+use crate_operator_api::contract::LoadResult;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -157,7 +157,8 @@ pub fn next(
             at,
         } => {
             record_finished(&mut s, prev, job, trigger, *job_generation, result, *at);
-            for (type_, status, reason, message) in finished_conditions(result) {
+            let outcome = result.outcome.name();
+            for (type_, status, reason, message) in finished_conditions(result, &outcome) {
                 set(type_, status, reason, message);
             }
         }
@@ -195,10 +196,10 @@ fn invalid_spec_conditions(message: &str) -> [(&'static str, &'static str, Strin
 const STALLED_HINT: &str = "no retry until the crate's spec changes, its interval comes round or a reload is requested (kubectl annotate ac NAME xlscsde.nhs.uk/reload-requested-at=\"$(date -Is)\" --overwrite), for example after fixing its Secret";
 
 /// Ready, Reconciling and Stalled after a finished load.
-fn finished_conditions(
+fn finished_conditions<'a>(
     result: &LoadResult,
-) -> [(&'static str, &'static str, &'static str, String); 3] {
-    let reason = outcome_reason(result.outcome);
+    reason: &'a str,
+) -> [(&'static str, &'static str, &'a str, String); 3] {
     let message = result.message.clone();
     if result.outcome.is_success() {
         [
@@ -266,24 +267,6 @@ fn idle_text(prev: &AnalyticsCrateStatus) -> &'static str {
         Some("True") => "Ready",
         Some("False") => "Failed",
         _ => "Waiting",
-    }
-}
-
-/// The condition reason for an outcome (its variant name, e.g. `AuthenticationFailed`).
-pub fn outcome_reason(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Loaded => "Loaded",
-        Outcome::UpToDate => "UpToDate",
-        Outcome::InvalidCrate => "InvalidCrate",
-        Outcome::AuthenticationFailed => "AuthenticationFailed",
-        Outcome::NotFound => "NotFound",
-        Outcome::LimitExceeded => "LimitExceeded",
-        Outcome::InvalidRequest => "InvalidRequest",
-        Outcome::Conflict => "Conflict",
-        Outcome::FetchFailed => "FetchFailed",
-        Outcome::ApplyFailed => "ApplyFailed",
-        Outcome::TimedOut => "TimedOut",
-        Outcome::Internal => "Internal",
     }
 }
 

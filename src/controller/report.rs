@@ -19,11 +19,11 @@ pub(super) async fn record_outcome(
     job: &str,
     result: &crate_operator_api::contract::LoadResult,
 ) {
-    let reason = status::outcome_reason(result.outcome);
+    let reason = result.outcome.name();
     ctx.metrics
         .jobs_finished
         .get_or_create(&OutcomeLabels {
-            outcome: reason.to_owned(),
+            outcome: reason.clone(),
         })
         .inc();
     let namespace = ac.namespace().unwrap_or_default();
@@ -31,7 +31,7 @@ pub(super) async fn record_outcome(
         info!(namespace, name = %ac.name_any(), job, outcome = reason, commit = result.commit.as_deref(), "load finished");
         // Up-to-date checks are routine; only a change is worth an event.
         if result.outcome == crate_operator_api::contract::Outcome::Loaded {
-            publish(ctx, ac, EventType::Normal, reason, result.message.clone()).await;
+            publish(ctx, ac, EventType::Normal, &reason, result.message.clone()).await;
         }
     } else {
         warn!(namespace, name = %ac.name_any(), job, outcome = reason, message = %result.message, "load failed");
@@ -39,7 +39,7 @@ pub(super) async fn record_outcome(
             ctx,
             ac,
             EventType::Warning,
-            reason,
+            &reason,
             format!("{} (see kubectl logs job/{job})", result.message),
         )
         .await;
