@@ -1,4 +1,5 @@
-//! The committed CRDs must be exactly what the Rust types generate.
+//! The committed CRDs, `deploy/crds/crds.yaml` for kustomize and the chart's
+//! `charts/crate-operator/files/crds.yaml`, must both be exactly what the Rust types generate.
 
 use std::process::Command;
 
@@ -14,15 +15,19 @@ fn committed_crds_match_the_rust_types() {
         String::from_utf8_lossy(&out.stderr)
     );
     let generated = String::from_utf8(out.stdout).expect("utf-8");
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/crds/crds.yaml"
-    ))
-    .expect("deploy/crds/crds.yaml exists");
-    assert!(
-        generated == committed,
-        "deploy/crds/crds.yaml is stale; regenerate it with: cargo run -q -- crd > deploy/crds/crds.yaml"
-    );
+    for file in [
+        "deploy/crds/crds.yaml",
+        "charts/crate-operator/files/crds.yaml",
+    ] {
+        let committed =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            generated == committed,
+            "{file} is stale; regenerate both with: \
+             cargo run -q -- crd | tee deploy/crds/crds.yaml > charts/crate-operator/files/crds.yaml"
+        );
+    }
 }
 
 #[test]

@@ -28,17 +28,31 @@ const LOADER_IMAGE: &str = "ghcr.io/lsc-sde/crate-loader";
 const LEASE_NAME: &str = "crate-operator";
 
 /// Flags of `crate-operator run`, and whether each takes a value.
-const MANAGER_FLAGS: [(&str, bool); 10] = [
+const MANAGER_FLAGS: [(&str, bool); 24] = [
     ("--loader-image", true),
     ("--runner-image", true),
+    ("--loader-image-pull-policy", true),
     ("--watch-namespace", true),
     ("--listen-addr", true),
     ("--lease-namespace", true),
     ("--lease-holder", true),
     ("--log-format", true),
+    ("--log-level", true),
     ("--external-loader-rbac", false),
+    ("--allow-insecure-transport", false),
     ("--max-running-loads", true),
     ("--max-running-loads-per-namespace", true),
+    ("--max-concurrent-reconciles", true),
+    ("--api-qps", true),
+    ("--leader-election", true),
+    ("--lease-duration", true),
+    ("--loader-timeout", true),
+    ("--loader-deadline", true),
+    ("--loader-ttl", true),
+    ("--loader-cpu-request", true),
+    ("--loader-cpu-limit", true),
+    ("--loader-memory-request", true),
+    ("--loader-memory-limit", true),
 ];
 /// Environment variables the manager reads.
 const MANAGER_ENV: [&str; 5] = [

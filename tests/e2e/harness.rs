@@ -79,16 +79,20 @@ impl TestNamespace {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("e2e-{test}-{n}").replace('_', "-");
-        let role = std::fs::read_to_string(repo_root().join("deploy/leader-election-role.yaml"))
-            .expect("deploy/leader-election-role.yaml")
-            .replace(
-                &format!("  namespace: {INSTALL_NAMESPACE}\nrules"),
-                &format!("  namespace: {name}\nrules"),
-            )
-            .replace(
-                &format!("  namespace: {INSTALL_NAMESPACE}\nroleRef"),
-                &format!("  namespace: {name}\nroleRef"),
-            );
+        // The install's Role and RoleBinding, moved to this namespace (the binding's subject,
+        // the install's ServiceAccount, stays where it is).
+        let install_role =
+            std::fs::read_to_string(repo_root().join("deploy/leader-election-role.yaml"))
+                .expect("deploy/leader-election-role.yaml");
+        let role = serde_yaml::Deserializer::from_str(&install_role)
+            .map(|doc| {
+                let mut doc: serde_json::Value =
+                    serde::Deserialize::deserialize(doc).expect("leader-election-role.yaml");
+                doc["metadata"]["namespace"] = name.clone().into();
+                serde_json::to_string(&doc).expect("JSON")
+            })
+            .collect::<Vec<_>>()
+            .join("\n---\n");
         let manifest = format!(
             "apiVersion: v1
 kind: Namespace
@@ -206,6 +210,21 @@ where
             panic!("{name} still exists after {PATIENCE:?}")
         }
     }
+}
+
+/// `jsonpath` of the install's manager Deployment on `plane`, as kubectl prints it.
+pub fn manager_deployment(plane: &ControlPlane, jsonpath: &str) -> String {
+    kubectl_ok(plane.kubectl().args([
+        "get",
+        "deployment",
+        "crate-operator",
+        "-n",
+        INSTALL_NAMESPACE,
+        "-o",
+        &format!("jsonpath={jsonpath}"),
+    ]))
+    .expect("the manager's Deployment")
+    .stdout
 }
 
 /// `kubectl create --dry-run=server -f -`: full admission, nothing stored.

@@ -30,17 +30,8 @@ fn the_install_applies_without_pod_security_warnings() {
 #[test]
 fn the_manager_pod_of_the_install_is_admitted_under_pod_security_restricted() {
     let cluster = cluster();
-    let template = kubectl_ok(cluster.plane.kubectl().args([
-        "get",
-        "deployment",
-        "crate-operator",
-        "-n",
-        INSTALL_NAMESPACE,
-        "-o",
-        "jsonpath={.spec.template}",
-    ]))
-    .expect("deployment");
-    let mut pod: serde_json::Value = serde_json::from_str(&template.stdout).expect("template");
+    let template = crate::harness::manager_deployment(cluster.plane, "{.spec.template}");
+    let mut pod: serde_json::Value = serde_json::from_str(&template).expect("template");
     pod["apiVersion"] = "v1".into();
     pod["kind"] = "Pod".into();
     pod["metadata"]["name"] = "admission-check".into();

@@ -4,10 +4,12 @@
 //! modules by `hack/control-plane/build.sh`), applies `deploy/` with kubectl, and runs loader Pods
 //! through a kubelet stand-in. Every test gets its own namespace enforcing Pod Security
 //! "restricted", its own git server and its own manager processes, so tests run in parallel.
+//! The chart's install, upgrade and uninstall (`chart`) runs on a control plane of its own.
 //! Nothing here sleeps to synchronise: every wait is for a condition, bounded by
 //! [`harness::PATIENCE`].
 
 mod admission;
+mod chart;
 mod harness;
 mod install;
 mod lifecycle;
@@ -52,12 +54,7 @@ impl Fixture {
     /// A fixture whose test starts its managers itself.
     async fn without_manager(test: &str) -> Fixture {
         let ns = TestNamespace::new(test);
-        let repo = RepoBuilder::new()
-            .file(META, EXAMPLE_CRATE)
-            .commit("crate")
-            .build_bare()
-            .expect("repo");
-        let daemon = GitDaemon::start(repo.base_dir()).expect("git daemon");
+        let (repo, daemon) = example_repo();
         let client = harness::admin().await;
         Fixture {
             crates: Api::namespaced(client.clone(), &ns.name),
@@ -140,13 +137,7 @@ impl Fixture {
 
     /// Asks for a reload with the force-reload annotation and waits until it has been handled.
     async fn reload(&self, name: &str, at: &str) -> AnalyticsCrate {
-        let patch = serde_json::json!({"metadata": {"annotations": {
-            crate_operator_api::contract::ANNOTATION_RELOAD_REQUESTED_AT: at
-        }}});
-        self.crates
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("annotate crate");
+        request_reload(&self.crates, name, at).await;
         let at = at.to_owned();
         wait_for(
             &self.crates,
@@ -194,6 +185,28 @@ impl Fixture {
         }
         out
     }
+}
+
+/// Sets the force-reload annotation of crate `name` to `at`.
+async fn request_reload(crates: &Api<AnalyticsCrate>, name: &str, at: &str) {
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        crate_operator_api::contract::ANNOTATION_RELOAD_REQUESTED_AT: at
+    }}});
+    crates
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotate crate");
+}
+
+/// A repository holding the example crate, served over `git://`.
+fn example_repo() -> (BareRepo, GitDaemon) {
+    let repo = RepoBuilder::new()
+        .file(META, EXAMPLE_CRATE)
+        .commit("crate")
+        .build_bare()
+        .expect("repo");
+    let daemon = GitDaemon::start(repo.base_dir()).expect("git daemon");
+    (repo, daemon)
 }
 
 /// A condition of a crate's status by type.

@@ -1,6 +1,6 @@
 //! The node suite's cluster: the control plane, a real node, the images built by
-//! `images/build-oci.py` imported into it, and the operator installed with
-//! `kubectl apply -k` as Pods on it. Shared by every test of this binary and started on first
+//! `images/build-oci.py` imported into it, and the operator installed with `helm install` of
+//! the chart as Pods on it. Shared by every test of this binary and started on first
 //! use; everything stops, and the host is put back, when the test process exits.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate_test_cluster::node::Node;
 use crate_test_cluster::operator::{INSTALL_NAMESPACE, kubectl_ok, kubectl_with_input, repo_root};
-use crate_test_cluster::{ControlPlane, Options};
+use crate_test_cluster::{ControlPlane, Options, helm};
 
 /// How long a test waits for a condition. Loader Pods start in seconds; CI machines are busy.
 pub const PATIENCE: Duration = Duration::from_secs(120);
@@ -48,7 +48,7 @@ fn start() -> std::io::Result<Cluster> {
     for archive in &images {
         node.import(archive)?;
     }
-    install(plane, &dir)?;
+    install(plane)?;
     Ok(Cluster { plane, node })
 }
 
@@ -70,62 +70,45 @@ fn build_images(out: &Path) -> std::io::Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// The README's install, `kubectl apply -k`, through an overlay that points it at the imported
-/// images and the test's git servers (plain `git://` on the node's bridge), with short loader
-/// time limits so a stalled load ends within a test's patience.
-fn install(plane: &ControlPlane, dir: &Path) -> std::io::Result<()> {
-    let overlay = dir.join("install");
-    std::fs::create_dir_all(&overlay)?;
-    let deploy = repo_root().join("deploy").canonicalize()?;
-    // Kustomize takes a base only by a relative path, and files only from below the overlay.
-    let up = "../".repeat(overlay.canonicalize()?.components().count() - 1);
-    let base = format!(
-        "{up}{}",
-        deploy.display().to_string().trim_start_matches('/')
-    );
-    std::fs::copy(
-        deploy.join("kustomizeconfig/images.yaml"),
-        overlay.join("images.yaml"),
+/// The README's first install, `helm upgrade --install` of the chart into a namespace made beforehand,
+/// with values pointing it at the imported images and the test's git servers (plain `git://` on
+/// the node's bridge), and short loader time limits so a stalled load ends within a test's
+/// patience.
+fn install(plane: &ControlPlane) -> std::io::Result<()> {
+    kubectl_with_input(
+        plane.kubectl().args(["apply", "-f", "-"]),
+        Some(&format!(
+            "apiVersion: v1
+kind: Namespace
+metadata:
+  name: {INSTALL_NAMESPACE}
+  labels:
+    pod-security.kubernetes.io/enforce: restricted
+"
+        )),
     )?;
-    let arg = |value: &str| {
-        format!(
-            "      - op: add\n        path: /spec/template/spec/containers/0/args/-\n        value: {value}\n"
-        )
-    };
-    let patch: String = [
-        "--allow-insecure-transport".to_owned(),
-        format!("--runner-image={}", image("crate-runner")),
-        "--loader-image-pull-policy=Never".to_owned(),
-        "--loader-timeout=45s".to_owned(),
-        "--loader-deadline=60s".to_owned(),
-        "--lease-duration=10s".to_owned(),
-    ]
-    .iter()
-    .map(|a| arg(a))
-    .collect();
-    std::fs::write(
-        overlay.join("kustomization.yaml"),
-        format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - {base}
-configurations:
-  - images.yaml
-images:
-  - name: ghcr.io/lsc-sde/crate-operator
-    newName: localhost/crate-operator
-    newTag: {TAG}
-  - name: ghcr.io/lsc-sde/crate-loader
-    newName: localhost/crate-loader
-    newTag: {TAG}
-patches:
-  - target: {{kind: Deployment, name: crate-operator}}
-    patch: |-
-{patch}",
-        ),
-    )?;
-    kubectl_ok(plane.kubectl().args(["apply", "-k"]).arg(&overlay))?;
+    let mut command = helm::on(plane)?;
+    command
+        // upgrade --install, as the README has it: a second start after a failed one (each test
+        // tries again) finds the release in place instead of failing on its name.
+        .args(["upgrade", "--install", "crate-operator"])
+        .arg(helm::chart_dir())
+        .args(["--namespace", INSTALL_NAMESPACE]);
+    for set in [
+        "image.repository=localhost/crate-operator".to_owned(),
+        format!("image.tag={TAG}"),
+        "loader.image.repository=localhost/crate-loader".to_owned(),
+        format!("loader.image.tag={TAG}"),
+        "loader.image.pullPolicy=Never".to_owned(),
+        format!("loader.runnerImage={}", image("crate-runner")),
+        "loader.allowInsecureTransport=true".to_owned(),
+        "loader.timeout=45s".to_owned(),
+        "loader.deadline=60s".to_owned(),
+        "leaderElection.leaseDuration=10s".to_owned(),
+    ] {
+        command.args(["--set", &set]);
+    }
+    kubectl_ok(&mut command)?;
     let rolled_out = kubectl_ok(plane.kubectl().args([
         "rollout",
         "status",

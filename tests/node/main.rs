@@ -1,5 +1,6 @@
 //! The loader where it really runs: on a real kubelet and container runtime, from the images
-//! this repository builds, driven by the operator installed as Pods with `kubectl apply -k`.
+//! this repository builds, driven by the operator installed as Pods with `helm install` of the
+//! chart.
 //!
 //! What only a real node can show: the init container copies the binary out of the loader image
 //! and the runner image runs it; the process is user 65532 with no capabilities on a read-only

@@ -276,7 +276,19 @@ pub fn binaries() -> Result<PathBuf> {
 }
 
 fn build_binaries() -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/control-plane/build.sh");
+    run_build_script(
+        "hack/control-plane/build.sh",
+        "it needs Go and the Go module proxy, or KUBEBUILDER_ASSETS pointing at etcd, \
+         kube-apiserver, kube-controller-manager and kubectl",
+    )
+}
+
+/// Runs one of the repository's `hack/*/build.sh` scripts, which build a tool once per version
+/// (or find it cached) and print the directory holding it; `needs` says what a failure lacks.
+pub(crate) fn run_build_script(script: &str, needs: &str) -> Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(script);
     let output = Command::new("bash")
         .arg(&script)
         .stderr(std::process::Stdio::inherit())
@@ -284,8 +296,7 @@ fn build_binaries() -> Result<PathBuf> {
         .map_err(|e| error(format!("failed to run {}: {e}", script.display())))?;
     if !output.status.success() {
         return Err(error(format!(
-            "{} failed ({}); it needs Go and the Go module proxy, or KUBEBUILDER_ASSETS pointing at \
-             etcd, kube-apiserver, kube-controller-manager and kubectl",
+            "{} failed ({}); {needs}",
             script.display(),
             output.status
         )));

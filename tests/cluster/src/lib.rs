@@ -19,6 +19,7 @@
 //! - [`operator`] installs the operator on a control plane (`deploy/`), finds the built loader
 //!   and runs `crate-operator run` processes as the install's ServiceAccount: what the
 //!   end-to-end tests and the scale benchmark share.
+//! - [`helm`] builds the pinned `helm` and runs it against a control plane, for the chart.
 //! - [`audit`] counts a user's requests in the apiserver's audit log, for a control plane
 //!   started with an audit policy ([`Options`]).
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod audit;
 mod certs;
 mod control_plane;
 mod guard;
+pub mod helm;
 mod kubelet;
 pub mod node;
 pub mod operator;

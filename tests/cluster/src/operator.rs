@@ -70,7 +70,8 @@ pub fn kubectl_with_input(command: &mut Command, input: Option<&str>) -> Result<
     }
 }
 
-/// `deploy/` applied to a control plane, with its CRDs established.
+/// The operator installed on a control plane (`deploy/`, or the chart), with its CRDs
+/// established.
 pub struct Install {
     /// What `kubectl apply -k deploy/` printed on stderr (warnings, e.g. from Pod Security).
     pub warnings: String,
@@ -90,6 +91,13 @@ impl Install {
                 .args(["apply", "-k"])
                 .arg(repo_root().join("deploy")),
         )?;
+        Install::installed(plane, dir, install.stderr)
+    }
+
+    /// An install made some other way (the chart, with `helm install`): waits for its CRDs and
+    /// writes the managers' kubeconfig (and the CA it names) into `dir`.
+    pub fn installed(plane: &ControlPlane, dir: &Path, warnings: String) -> Result<Install> {
+        std::fs::create_dir_all(dir)?;
         kubectl_ok(plane.kubectl().args([
             "wait",
             "--for=condition=Established",
@@ -113,7 +121,7 @@ impl Install {
             token_kubeconfig(plane.server_url(), &ca, token.stdout.trim()),
         )?;
         Ok(Install {
-            warnings: install.stderr,
+            warnings,
             manager_kubeconfig,
         })
     }
