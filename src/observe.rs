@@ -321,6 +321,7 @@ fn fallback_result(
         commit: None,
         revision: None,
         datasource,
+        fetch: None,
         warnings: 0,
         message,
     }

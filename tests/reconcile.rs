@@ -291,6 +291,7 @@ fn loaded_result() -> LoadResult {
         commit: Some(NEW_COMMIT.to_owned()),
         revision: Some(format!("main@sha1:{NEW_COMMIT}")),
         datasource: Some(NAME.to_owned()),
+        fetch: None,
         warnings: 2,
         message: format!("applied AnalyticsDataSource {NS}/{NAME} from main@sha1:{NEW_COMMIT}"),
     }
@@ -302,6 +303,7 @@ fn failed_result(outcome: Outcome, message: &str) -> LoadResult {
         commit: None,
         revision: None,
         datasource: None,
+        fetch: None,
         warnings: 0,
         message: message.to_owned(),
     }

@@ -172,6 +172,20 @@ impl Outcome {
     }
 }
 
+/// How the loader got the metadata file from the repository.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum FetchMode {
+    /// The branch tip's commit and trees, then the one blob at the path (protocol v2 with
+    /// `filter blob:none`): the repository's other files never left the server.
+    Partial,
+    /// Every object of the branch tip (depth 1): the server offers no object filter, or the
+    /// transport does not use one yet.
+    Full,
+    /// Read in place from a repository on this machine (`preview` only).
+    Local,
+}
+
 /// The summary the loader writes to its termination message and prints with `--output json`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -186,6 +200,9 @@ pub struct LoadResult {
     /// Name of the datasource applied or checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datasource: Option<String>,
+    /// How the metadata file was fetched, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<FetchMode>,
     /// Number of RO-Crate validation warnings.
     #[serde(default)]
     pub warnings: u32,
@@ -273,6 +290,7 @@ mod tests {
             commit: Some("a".repeat(40)),
             revision: Some(revision("main", &"a".repeat(40))),
             datasource: Some("demo".into()),
+            fetch: None,
             warnings: 3,
             message: "\"é\n".repeat(5000),
         };

@@ -204,6 +204,7 @@ fn load(args: &LoadArgs, log: &LogArgs) -> i32 {
             commit: None,
             revision: None,
             datasource: Some(datasource),
+            fetch: None,
             warnings: 0,
             message: "the load overran its --timeout and was stopped".to_owned(),
         };
@@ -219,6 +220,7 @@ fn load(args: &LoadArgs, log: &LogArgs) -> i32 {
             commit: None,
             revision: None,
             datasource: Some(args.crate_name.clone()),
+            fetch: None,
             warnings: 0,
             message: format!("failed to start the async runtime: {e}"),
         },

@@ -212,6 +212,7 @@ pub fn preview(args: &PreviewArgs, log: &LogArgs, deadline: Instant) -> Result<P
             commit,
             content,
             missing,
+            ..
         } => (commit, content, missing),
     };
     let loaded = check_crate(&content, missing, src, &prepared, &rev)?;
@@ -241,6 +242,7 @@ pub async fn load(args: &LoadArgs, log: &LogArgs, deadline: Instant) -> LoadResu
         commit: None,
         revision: None,
         datasource: Some(owner.name.clone()),
+        fetch: None,
         warnings: 0,
         message: String::new(),
     };
@@ -296,8 +298,14 @@ async fn load_steps(
             return Ok(());
         }
         Fetched::File {
-            content, missing, ..
-        } => (content, missing),
+            content,
+            missing,
+            mode,
+            ..
+        } => {
+            result.fetch = Some(mode);
+            (content, missing)
+        }
     };
     info!(revision = %rev, bytes = content.len(), "fetched metadata");
     let loaded = check_crate(&content, missing, src, &prepared, &rev)?;

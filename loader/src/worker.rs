@@ -34,6 +34,7 @@ use crate::cli::{LogArgs, SourceArgs, WorkerArgs};
 use crate::credentials::Credentials;
 use crate::fetch::{self, FetchError, FetchLimits, FetchRequest, Fetched};
 use crate::source::{MetadataPath, Policy, Source};
+use crate_operator_api::contract::FetchMode;
 
 /// How long past the deadline the worker may take to report its own time-out before it is
 /// killed.
@@ -56,6 +57,7 @@ enum Reply {
         commit: String,
         len: u64,
         missing: Option<u64>,
+        mode: FetchMode,
     },
     Failed(FetchError),
 }
@@ -166,6 +168,7 @@ fn read_reply(stdout: impl std::io::Read, max_file: u64) -> Option<Result<Fetche
             commit,
             len,
             missing,
+            mode,
         } if len <= max_file => {
             let mut content = Vec::new();
             (&mut reader).take(len).read_to_end(&mut content).ok()?;
@@ -184,6 +187,7 @@ fn read_reply(stdout: impl std::io::Read, max_file: u64) -> Option<Result<Fetche
                 commit,
                 content,
                 missing,
+                mode,
             }))
         }
         Reply::File { .. } => None,
@@ -333,6 +337,7 @@ pub fn serve(args: &WorkerArgs) -> i32 {
             commit,
             content,
             missing,
+            mode,
         }) => {
             let missing = missing
                 .and_then(|list| serde_json::to_vec(&list).ok())
@@ -341,6 +346,7 @@ pub fn serve(args: &WorkerArgs) -> i32 {
                 commit,
                 len: content.len() as u64,
                 missing: (!missing.is_empty()).then_some(missing.len() as u64),
+                mode,
             };
             (header, content, missing)
         }

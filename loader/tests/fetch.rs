@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate_loader::credentials::{Credentials, Secret};
 use crate_loader::fetch::{FetchError, FetchLimits, Fetched};
-use crate_operator_api::contract::Outcome;
+use crate_operator_api::contract::{FetchMode, Outcome};
 use crate_test_support::{BareRepo, GitDaemon, MIB, RepoBuilder, SmartHttp, Sshd};
 use fetching::Fetch;
 
@@ -43,6 +43,7 @@ fn a_crate_is_read_over_git_daemon_at_the_branch_head() {
             commit: repo.head("main"),
             content: CRATE.to_vec(),
             missing: None,
+            mode: FetchMode::Full,
         }
     );
 }
@@ -104,6 +105,7 @@ fn the_requested_branch_is_read_not_the_default_one() {
             commit: repo.head("dev"),
             content: b"{\"dev\":true}".to_vec(),
             missing: None,
+            mode: FetchMode::Full,
         }
     );
 }
@@ -196,6 +198,7 @@ fn a_new_commit_is_fetched_even_when_a_previous_one_was_loaded() {
             commit: repo.head("main"),
             content: b"{\"v\":2}".to_vec(),
             missing: None,
+            mode: FetchMode::Full,
         }
     );
 }
@@ -518,6 +521,7 @@ fn ssh_with_a_listed_host_key_and_an_authorised_key_reads_the_crate() {
             commit: repo.head("main"),
             content: CRATE.to_vec(),
             missing: None,
+            mode: FetchMode::Full,
         }
     );
 }

@@ -19,6 +19,7 @@ fn result(outcome: Outcome) -> LoadResult {
         commit: Some("c0ffee".into()),
         revision: Some("main@sha1:c0ffee".into()),
         datasource: Some("demo".into()),
+        fetch: None,
         warnings: 0,
         message: String::new(),
     }

@@ -16,6 +16,7 @@ fn result(outcome: Outcome, message: &str) -> LoadResult {
         commit: Some("c0ffee".into()),
         revision: Some("main@sha1:c0ffee".into()),
         datasource: Some("demo".into()),
+        fetch: None,
         warnings: 2,
         message: message.into(),
     }

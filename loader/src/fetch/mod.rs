@@ -1,8 +1,9 @@
 //! Fetch: resolve the branch head, and read one file at that commit.
 //!
 //! Second step of the flow. The interface is deliberately narrow — [`fetch`] in, [`Fetched`]
-//! out — so a partial-clone implementation can replace the depth-1 fetch later without touching
-//! validation or apply.
+//! out — so how the objects arrive does not touch validation or apply. A remote repository is
+//! first tried with a partial fetch ([`partial`]: the tip's commit and trees, then the one
+//! blob); a server that cannot serve one gets the whole tip at depth 1 through libgit2.
 //!
 //! Hardening: the fetch goes into a throw-away bare repository (no work tree, so no checkout, no
 //! hooks, no submodules, no filters ever run); one branch, depth 1, no tags; the metadata blob is
@@ -14,6 +15,7 @@
 //! memory-capped child process ([`crate::worker`]).
 
 mod error;
+mod partial;
 mod tree;
 
 use std::path::Path;
@@ -29,7 +31,7 @@ use crate::credentials::Credentials;
 use crate::known_hosts::KnownHosts;
 use crate::source::{MetadataPath, Source};
 use crate::transport::{self, Session};
-use crate_operator_api::contract::revision;
+use crate_operator_api::contract::{FetchMode, revision};
 use crate_operator_api::repo_url::{RepoUrl, Scheme};
 
 /// Budgets that stop a hostile or runaway repository.
@@ -92,12 +94,13 @@ pub type PayloadPaths<'a> = dyn Fn(&[u8]) -> Option<Vec<String>> + Sync + 'a;
 pub enum Fetched {
     /// The branch head is the commit the caller already has; no objects were fetched.
     Unchanged { commit: String },
-    /// The metadata file's bytes at the branch head, and which of the payload paths asked for
-    /// are not in the commit (`None` when none were asked for).
+    /// The metadata file's bytes at the branch head, which of the payload paths asked for are
+    /// not in the commit (`None` when none were asked for), and how the file was fetched.
     File {
         commit: String,
         content: Vec<u8>,
         missing: Option<Vec<String>>,
+        mode: FetchMode,
     },
 }
 
@@ -133,10 +136,25 @@ fn fetch_remote(url: &RepoUrl, req: &FetchRequest<'_>) -> Result<Fetched, FetchE
         req.limits.max_transfer_bytes,
         req.deadline,
     ));
-    let registered = transport::register(Arc::clone(&session))?;
     let work = temp_dir(req.work_dir)?;
     let repo = Repository::init_bare(work.path())
         .map_err(|e| FetchError::Local(e.message().to_owned()))?;
+    match partial::fetch(&session, &repo, req)? {
+        partial::Attempt::Fetched { head } => {
+            tracing::info!(
+                received_bytes = session.received(),
+                "fetched the branch tip's trees and the metadata file (partial fetch)"
+            );
+            return read_at(&repo, head, &shown, req, FetchMode::Partial);
+        }
+        partial::Attempt::Unchanged { commit } => return Ok(Fetched::Unchanged { commit }),
+        partial::Attempt::Unsupported(reason) => tracing::info!(
+            %reason,
+            "no partial fetch: fetching every object of the branch tip (depth 1)"
+        ),
+    }
+
+    let registered = transport::register(Arc::clone(&session))?;
     let fail = |e: git2::Error| classify(&session, &req.limits, &e);
 
     let mut remote = repo.remote_anonymous(registered.url()).map_err(fail)?;
@@ -173,12 +191,12 @@ fn fetch_remote(url: &RepoUrl, req: &FetchRequest<'_>) -> Result<Fetched, FetchE
         .download(&[refspec.as_str()], Some(&mut options))
         .map_err(fail)?;
     drop(connection);
-    tracing::debug!(
+    tracing::info!(
         received_bytes = session.received(),
-        "fetched the branch tip"
+        "fetched the branch tip (depth 1)"
     );
 
-    read_at(&repo, head, &shown, req)
+    read_at(&repo, head, &shown, req, FetchMode::Full)
 }
 
 /// `preview` of a repository on this machine: read it in place (nothing is copied, nothing runs).
@@ -217,7 +235,7 @@ fn read_local(path: &Path, req: &FetchRequest<'_>) -> Result<Fetched, FetchError
             commit: head.to_string(),
         });
     }
-    read_at(&repo, head, &shown, req)
+    read_at(&repo, head, &shown, req, FetchMode::Local)
 }
 
 /// The metadata file at commit `head` of `repo`.
@@ -226,6 +244,7 @@ fn read_at(
     head: git2::Oid,
     shown: &str,
     req: &FetchRequest<'_>,
+    mode: FetchMode,
 ) -> Result<Fetched, FetchError> {
     let commit = head.to_string();
     let revision = revision(req.branch, &commit);
@@ -245,6 +264,7 @@ fn read_at(
         commit,
         content,
         missing,
+        mode,
     })
 }
 
@@ -269,9 +289,19 @@ fn temp_dir(work_dir: Option<&Path>) -> Result<tempfile::TempDir, FetchError> {
 /// libgit2's progress callbacks: the deadline and the object budget, checked as the pack
 /// arrives (bytes are counted by the transport itself).
 fn callbacks<'a>(session: &'a Arc<Session>, req: &FetchRequest<'_>) -> RemoteCallbacks<'a> {
-    let max_objects = req.limits.max_objects;
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.transfer_progress(move |progress| {
+    callbacks.transfer_progress(within_budget(session, req.limits.max_objects));
+    callbacks.sideband_progress(move |_| session.remaining().is_ok());
+    callbacks
+}
+
+/// The pack indexer's progress check (full and partial fetch): false, which aborts, past the
+/// deadline or once the pack declares more than `max_objects` objects.
+fn within_budget(
+    session: &Session,
+    max_objects: u64,
+) -> impl FnMut(git2::Progress<'_>) -> bool + '_ {
+    move |progress| {
         if session.remaining().is_err() {
             return false;
         }
@@ -283,9 +313,7 @@ fn callbacks<'a>(session: &'a Arc<Session>, req: &FetchRequest<'_>) -> RemoteCal
             return false;
         }
         true
-    });
-    callbacks.sideband_progress(move |_| session.remaining().is_ok());
-    callbacks
+    }
 }
 
 /// Turns a libgit2 failure into a [`FetchError`]. What our transports and callbacks recorded

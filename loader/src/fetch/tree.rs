@@ -126,6 +126,40 @@ pub(super) fn read_file(
     origin: &Origin<'_>,
     max_bytes: u64,
 ) -> Result<Vec<u8>, FetchError> {
+    let id = locate(repo, commit, path, origin)?;
+    let what = format!("the file {path}");
+    // The header first: the blob is read whole, so its size is checked before.
+    let (size, kind) = origin.header(repo, id, &what)?;
+    if kind != ObjectType::Blob {
+        return Err(origin.damaged(format!(
+            "{path} is recorded as a file but is a {}",
+            kind_name(Some(kind))
+        )));
+    }
+    if size > max_bytes {
+        return Err(FetchError::FileTooLarge {
+            path: path.to_string(),
+            revision: origin.revision.to_owned(),
+            size,
+            limit: max_bytes,
+        });
+    }
+    let blob = origin.object(repo, id, &what)?;
+    Ok(blob
+        .as_blob()
+        .map(|b| b.content().to_vec())
+        .unwrap_or_default())
+}
+
+/// Walks `path` from the root tree of `commit`, refusing anything but trees on the way and a
+/// regular file at the end, and returns that file's blob id. Only trees are read: the blob need
+/// not be here yet (the partial fetch asks for it by this id).
+pub(super) fn locate(
+    repo: &Repository,
+    commit: Oid,
+    path: &MetadataPath,
+    origin: &Origin<'_>,
+) -> Result<Oid, FetchError> {
     let (_, kind) = origin.header(repo, commit, "the branch's commit")?;
     if kind != ObjectType::Commit {
         return Err(FetchError::NotACommit {
@@ -140,14 +174,13 @@ pub(super) fn read_file(
         .map(git2::Commit::tree_id)
         .ok_or_else(|| origin.damaged("the branch's commit cannot be read".to_owned()))?;
     let mut tree = origin.tree(repo, tree_id, "the commit's tree")?;
-    let shown = path.to_string();
     let components = path.components();
     let mut walked = String::new();
     for (i, name) in components.iter().enumerate() {
         walked.push('/');
         walked.push_str(name);
         let not_found = || FetchError::FileNotFound {
-            path: shown.clone(),
+            path: path.to_string(),
             revision: origin.revision.to_owned(),
         };
         let not_a_file = |kind: &str| FetchError::NotAFile {
@@ -161,30 +194,7 @@ pub(super) fn read_file(
             (MODE_TREE, false) => {
                 tree = origin.tree(repo, entry.id(), &format!("the directory {walked}"))?;
             }
-            (MODE_FILE | MODE_EXECUTABLE, true) => {
-                let what = format!("the file {walked}");
-                // The header first: the blob is read whole, so its size is checked before.
-                let (size, kind) = origin.header(repo, entry.id(), &what)?;
-                if kind != ObjectType::Blob {
-                    return Err(origin.damaged(format!(
-                        "{walked} is recorded as a file but is a {}",
-                        kind_name(Some(kind))
-                    )));
-                }
-                if size > max_bytes {
-                    return Err(FetchError::FileTooLarge {
-                        path: shown,
-                        revision: origin.revision.to_owned(),
-                        size,
-                        limit: max_bytes,
-                    });
-                }
-                let blob = origin.object(repo, entry.id(), &what)?;
-                return Ok(blob
-                    .as_blob()
-                    .map(|b| b.content().to_vec())
-                    .unwrap_or_default());
-            }
+            (MODE_FILE | MODE_EXECUTABLE, true) => return Ok(entry.id()),
             (MODE_SYMLINK, _) => return Err(not_a_file("symbolic link")),
             (MODE_GITLINK, _) => return Err(not_a_file("submodule (gitlink)")),
             (MODE_TREE, true) => return Err(not_a_file("directory")),
@@ -192,7 +202,7 @@ pub(super) fn read_file(
         }
     }
     Err(FetchError::FileNotFound {
-        path: shown,
+        path: path.to_string(),
         revision: origin.revision.to_owned(),
     })
 }

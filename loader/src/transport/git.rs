@@ -7,12 +7,15 @@ use std::sync::Arc;
 
 use git2::transport::SmartSubtransportStream;
 
-use super::Session;
 use super::metered::{Metered, pkt_error};
+use super::{Session, Wire};
 use crate::fetch::FetchError;
 
-/// Connects to the daemon and asks for the repository's upload-pack.
-pub(super) fn open(session: &Arc<Session>) -> io::Result<Box<dyn SmartSubtransportStream>> {
+/// Connects to the daemon and asks for the repository's upload-pack, in protocol `wire`.
+pub(super) fn open(
+    session: &Arc<Session>,
+    wire: Wire,
+) -> io::Result<Box<dyn SmartSubtransportStream>> {
     let url = &session.url;
     let mut tcp = connect(session, url.host(), url.effective_port())?;
     // The daemon's request: which service, which repository, and the virtual host.
@@ -20,7 +23,12 @@ pub(super) fn open(session: &Arc<Session>) -> io::Result<Box<dyn SmartSubtranspo
         Some(port) => format!("{}:{port}", url.host()),
         None => url.host().to_owned(),
     };
-    let request = format!("git-upload-pack {}\0host={host}\0", url.path());
+    // The daemon passes what follows an empty field on to upload-pack as `GIT_PROTOCOL`.
+    let version = match wire {
+        Wire::V0 => "",
+        Wire::V2 => "\0version=2\0",
+    };
+    let request = format!("git-upload-pack {}\0host={host}\0{version}", url.path());
     tcp.write_all(pkt_line(&request).as_bytes())
         .map_err(|e| session.network("sending the request", &e))?;
     Ok(Box::new(Stream {

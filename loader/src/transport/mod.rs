@@ -20,8 +20,10 @@ mod libgit2;
 mod metered;
 mod ssh;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -218,8 +220,65 @@ fn transport_for(remote: &git2::Remote<'_>) -> Result<git2::transport::Transport
     }
 }
 
+/// Which version of the git protocol a connection asks the server for. libgit2 speaks v0
+/// only; the partial fetch needs v2 (`filter`, and wants of any object).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wire {
+    V0,
+    V2,
+}
+
 /// Opens the one connection of a stateful exchange.
-type Open = fn(&Arc<Session>) -> io::Result<Box<dyn SmartSubtransportStream>>;
+type Open = fn(&Arc<Session>, Wire) -> io::Result<Box<dyn SmartSubtransportStream>>;
+
+/// A stateful connection (git://, ssh) that asks for protocol v2, as the read and write halves
+/// gix's transport takes; `None` for HTTP, whose requests are stateless. The server may still
+/// answer in v0 (an ssh server that does not pass `GIT_PROTOCOL` on, an old daemon).
+pub(crate) fn connect_v2(session: &Arc<Session>) -> io::Result<Option<(ReadHalf, WriteHalf)>> {
+    let open: Open = match session.url.scheme() {
+        Scheme::Https | Scheme::Http => return Ok(None),
+        Scheme::Git => git::open,
+        Scheme::Ssh => ssh::open,
+    };
+    let stream = Rc::new(RefCell::new(open(session, Wire::V2)?));
+    // Buffered so the first read takes whatever the server sent at once, like libgit2's: the
+    // streams recognise a refusal (`ERR …`) in their first read, and gix asks for 4 bytes.
+    let reader = io::BufReader::with_capacity(64 * 1024, Shared(Rc::clone(&stream)));
+    Ok(Some((ReadHalf(reader), WriteHalf(stream))))
+}
+
+type Stream = Rc<RefCell<Box<dyn SmartSubtransportStream>>>;
+
+/// The reading side of a [`connect_v2`] connection. The exchange is strictly request then
+/// response on one thread, so the halves never borrow the stream at once.
+pub(crate) struct ReadHalf(io::BufReader<Shared>);
+
+/// The writing side of a [`connect_v2`] connection.
+pub(crate) struct WriteHalf(Stream);
+
+struct Shared(Stream);
+
+impl io::Read for Shared {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
+}
+
+impl io::Read for ReadHalf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl io::Write for WriteHalf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.borrow_mut().flush()
+    }
+}
 
 /// A transport that keeps one connection for the whole exchange (git://, ssh): git2 hands
 /// libgit2 the stream of the listing again for the upload-pack that follows.
@@ -235,7 +294,7 @@ impl SmartSubtransport for Connected {
         service: Service,
     ) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
         fetch_only(service)?;
-        (self.open)(&self.session).map_err(|e| git_error(&e))
+        (self.open)(&self.session, Wire::V0).map_err(|e| git_error(&e))
     }
 
     fn close(&self) -> Result<(), git2::Error> {

@@ -9,17 +9,21 @@ use crate_operator_api::repo_url::RepoUrl;
 use git2::transport::SmartSubtransportStream;
 use percent_encoding::percent_decode_str;
 
-use super::Session;
 use super::git::connect;
 use super::metered::{Metered, pkt_error};
+use super::{Session, Wire};
 use crate::fetch::FetchError;
 use crate::known_hosts::Verdict;
 
 /// At most this much of the server's stderr is kept for an error message.
 const MAX_STDERR: u64 = 4096;
 
-/// Connects, checks the host key, authenticates and starts `git-upload-pack`.
-pub(super) fn open(session: &Arc<Session>) -> io::Result<Box<dyn SmartSubtransportStream>> {
+/// Connects, checks the host key, authenticates and starts `git-upload-pack`, asking for
+/// protocol `wire`.
+pub(super) fn open(
+    session: &Arc<Session>,
+    wire: Wire,
+) -> io::Result<Box<dyn SmartSubtransportStream>> {
     let url = &session.url;
     let shown = session.shown_url();
     let tcp = connect(session, url.host(), url.effective_port())?;
@@ -63,6 +67,11 @@ pub(super) fn open(session: &Arc<Session>) -> io::Result<Box<dyn SmartSubtranspo
     let mut channel = ssh
         .channel_session()
         .map_err(|e| session.network("opening an ssh channel", &e))?;
+    if wire == Wire::V2 {
+        // Servers pass the variable on only when configured to (OpenSSH: `AcceptEnv
+        // GIT_PROTOCOL`); a refusal is not an error, the server then answers in v0.
+        let _ = channel.setenv("GIT_PROTOCOL", "version=2");
+    }
     channel
         .exec(&format!(
             "git-upload-pack {}",

@@ -36,6 +36,10 @@ impl Fetch {
             payload_paths: None,
         }
     }
+    #[allow(
+        dead_code,
+        reason = "not every suite that shares this file sends a token"
+    )]
     pub fn token(mut self, token: &str) -> Fetch {
         self.credentials.token = Some(Secret::new(token));
         self

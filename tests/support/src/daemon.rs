@@ -31,6 +31,7 @@ pub struct GitDaemon {
     accept: AcceptLoop,
     base: PathBuf,
     log: PathBuf,
+    packets: PathBuf,
     _logdir: TempDir,
 }
 
@@ -49,6 +50,17 @@ impl GitDaemon {
     /// Like [`start_with`](Self::start_with), listening on `ip` (e.g. the test node's bridge
     /// address, which Pods can reach).
     pub fn start_on(ip: IpAddr, base: &Path, extra_args: &[&str]) -> Result<Self> {
+        Self::spawn(ip, base, extra_args, false)
+    }
+
+    /// Like [`start`](Self::start), with git's packet trace (`GIT_TRACE_PACKET`) of every
+    /// `upload-pack` written to a file that [`packet_trace`](Self::packet_trace) reads: the
+    /// request log of what clients asked for.
+    pub fn start_traced(base: &Path) -> Result<Self> {
+        Self::spawn(IpAddr::V4(Ipv4Addr::LOCALHOST), base, &[], true)
+    }
+
+    fn spawn(ip: IpAddr, base: &Path, extra_args: &[&str], trace: bool) -> Result<Self> {
         let exec_path = run(git().arg("--exec-path"))?;
         require_file(&Path::new(&exec_path).join("git-daemon"))?;
         let base = base.canonicalize()?;
@@ -57,6 +69,12 @@ impl GitDaemon {
             .tempdir()?;
         let log = logdir.path().join("daemon.log");
         File::create(&log)?;
+        let packets = logdir.path().join("packets.log");
+        let trace: Vec<(&str, PathBuf)> = if trace {
+            vec![("GIT_TRACE_PACKET", packets.clone())]
+        } else {
+            Vec::new()
+        };
         let args: Vec<String> = extra_args.iter().map(|&a| a.to_owned()).collect();
         let accept = {
             let base = base.clone();
@@ -76,6 +94,7 @@ impl GitDaemon {
                         ])
                         .arg(format!("--base-path={}", base.display()))
                         .args(&args)
+                        .envs(trace.iter().map(|(k, v)| (k, v)))
                         .stdin(Stdio::from(OwnedFd::from(input)))
                         .stdout(Stdio::from(OwnedFd::from(stream)))
                         .stderr(Stdio::from(stderr))
@@ -91,6 +110,7 @@ impl GitDaemon {
             accept,
             base,
             log,
+            packets,
             _logdir: logdir,
         })
     }
@@ -113,6 +133,12 @@ impl GitDaemon {
     /// Number of connections accepted so far.
     pub fn connections(&self) -> usize {
         self.accept.tracked().connections()
+    }
+
+    /// The packet lines `upload-pack` exchanged so far, as git traces them (`packet: …`
+    /// lines); empty unless started with [`start_traced`](Self::start_traced).
+    pub fn packet_trace(&self) -> String {
+        std::fs::read_to_string(&self.packets).unwrap_or_default()
     }
 
     /// What the `git daemon` processes logged so far (`--verbose`; empty if unreadable).

@@ -1,0 +1,227 @@
+//! The partial fetch: git protocol v2 with `filter blob:none`, so that only the branch tip's
+//! commit, its trees and the one blob at `--path` leave the server, whatever else the
+//! repository holds.
+//!
+//! gix's protocol crate speaks v2 over our own connections ([`transport::connect_v2`]): every
+//! byte still counts against the transfer budget, the deadline still holds and ssh still
+//! requires the host key. The two packs go into the fetch's throw-away bare repository through
+//! libgit2's pack indexer, under the same object limits as a full fetch, and are read by the
+//! same tree walk ([`super::tree`]), so the refusals (symlinks, submodules, oversize or
+//! mistyped objects) are the same on both paths. Protocol v2 lets a client want any object,
+//! which is how the blob is asked for by the id the trees give.
+//!
+//! A server that answers in protocol v0, offers no `filter`, or refuses either request yields
+//! [`Attempt::Unsupported`], and the caller fetches the whole tip at depth 1 as before. A
+//! failure the session recorded (budget, deadline, network, host key) is final on both paths.
+
+use std::fmt::Display;
+use std::io;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use git2::{Oid, Repository};
+use gix_protocol::fetch::{Arguments, Response};
+use gix_protocol::handshake::Ref;
+use gix_protocol::ls_refs::RefPrefixes;
+use gix_protocol::transport::bstr::BString;
+use gix_protocol::transport::client::blocking_io::ExtendedBufRead;
+use gix_protocol::transport::client::git::ConnectMode;
+use gix_protocol::transport::client::git::blocking_io::Connection;
+use gix_protocol::transport::{Protocol, Service};
+use gix_protocol::{Command, LsRefsCommand};
+use gix_utils::progress::Discard;
+
+use super::tree::{self, Origin};
+use super::{FetchError, FetchRequest};
+use crate::transport::{self, ReadHalf, Session, WriteHalf};
+
+/// How a partial fetch went.
+pub(super) enum Attempt {
+    /// The tip's commit, its trees and the metadata file's blob are in the repository.
+    Fetched { head: Oid },
+    /// The branch head is the commit the caller already has; nothing was fetched.
+    Unchanged { commit: String },
+    /// This server cannot serve a partial fetch; why, for the log.
+    Unsupported(String),
+}
+
+type V2Connection = Connection<ReadHalf, WriteHalf>;
+
+/// How the loader names itself to the server (`agent`), as git does.
+const AGENT: &str = concat!("crate-loader/", env!("CARGO_PKG_VERSION"));
+
+/// Lists the branch and, unless it is unchanged, fetches its tip's trees and then the blob at
+/// `req.path` into `repo`.
+pub(super) fn fetch(
+    session: &Arc<Session>,
+    repo: &Repository,
+    req: &FetchRequest<'_>,
+) -> Result<Attempt, FetchError> {
+    let Some((read, write)) =
+        transport::connect_v2(session).map_err(|e| final_error(session, &e))?
+    else {
+        return Ok(Attempt::Unsupported(
+            "the partial fetch is not implemented for HTTP yet".to_owned(),
+        ));
+    };
+    // The request line or command that selects the repository was sent when connecting.
+    let mut conn = Connection::new(
+        read,
+        write,
+        Protocol::V2,
+        "",
+        None::<(String, Option<u16>)>,
+        ConnectMode::Process,
+        false,
+    );
+    // Credentials are the transport's business (ssh keys, never prompts): no helper here.
+    let handshake = gix_protocol::handshake(
+        &mut conn,
+        Service::UploadPack,
+        |_| Ok(None),
+        Vec::new(),
+        &mut Discard,
+    )
+    .map_err(|e| final_error(session, &e))?;
+
+    let wanted = format!("refs/heads/{}", req.branch);
+    // A v0 server advertised its refs already; in v2 they are asked for.
+    let refs = if let Some(refs) = handshake.refs {
+        refs
+    } else {
+        let mut prefixes = RefPrefixes::new();
+        // Every branch, not just ours: their names make the hint when ours is missing.
+        prefixes.extend([BString::from("refs/heads/")]);
+        LsRefsCommand::new(
+            Some(prefixes),
+            &handshake.capabilities,
+            ("agent", Some(AGENT.to_owned())),
+        )
+        .invoke_blocking(&mut conn, &mut Discard, false)
+        .map_err(|e| final_error(session, &e))?
+    };
+    let Some(head) = refs.iter().find_map(|r| branch_head(r, &wanted)) else {
+        return Err(FetchError::BranchNotFound {
+            url: session.shown_url(),
+            branch: req.branch.to_owned(),
+            available: super::branches(refs.iter().map(ref_name)),
+        });
+    };
+    let commit = head.to_string();
+    if req.skip_if_head_is == Some(commit.as_str()) {
+        return Ok(Attempt::Unchanged { commit });
+    }
+    if handshake.server_protocol_version != Protocol::V2 {
+        return Ok(Attempt::Unsupported(
+            "the server answered in git protocol v0".to_owned(),
+        ));
+    }
+
+    let features = Command::Fetch.default_features(Protocol::V2, &handshake.capabilities);
+    let mut trees = Arguments::new(Protocol::V2, features.clone(), false);
+    if !trees.can_use_filter() || !trees.can_use_shallow() {
+        return Ok(Attempt::Unsupported(
+            "the server offers no object filter (git: uploadpack.allowFilter)".to_owned(),
+        ));
+    }
+    trees.want(head);
+    trees.deepen(1);
+    trees.filter("blob:none");
+    if let Err(detail) = receive(&mut conn, trees, repo, session, req.limits.max_objects) {
+        return refused(session, "the commit and its trees", &detail);
+    }
+    let head = Oid::from_bytes(head.as_bytes()).map_err(|e| final_error(session, &e))?;
+
+    let revision = crate_operator_api::contract::revision(req.branch, &commit);
+    let shown = session.shown_url();
+    let origin = Origin {
+        url: &shown,
+        branch: req.branch,
+        revision: &revision,
+        memory_limit: req.limits.max_memory_bytes,
+    };
+    let blob = tree::locate(repo, head, req.path, &origin)?;
+    let mut file = Arguments::new(Protocol::V2, features, false);
+    file.want(gix_hash::ObjectId::try_from(blob.as_bytes()).map_err(|e| final_error(session, &e))?);
+    if let Err(detail) = receive(&mut conn, file, repo, session, req.limits.max_objects) {
+        return refused(session, "the metadata file's blob", &detail);
+    }
+    Ok(Attempt::Fetched { head })
+}
+
+/// What the branch `wanted` points at when `r` is it: the tag object, not its target, when a
+/// branch names an annotated tag (as the full fetch sees it, so both refuse it the same way).
+fn branch_head(r: &Ref, wanted: &str) -> Option<gix_hash::ObjectId> {
+    let (name, id) = match r {
+        Ref::Direct {
+            full_ref_name,
+            object,
+        } => (full_ref_name, *object),
+        Ref::Peeled {
+            full_ref_name, tag, ..
+        } => (full_ref_name, *tag),
+        Ref::Symbolic {
+            full_ref_name,
+            tag,
+            object,
+            ..
+        } => (full_ref_name, tag.unwrap_or(*object)),
+        Ref::Unborn { .. } => return None,
+    };
+    (name.as_slice() == wanted.as_bytes()).then_some(id)
+}
+
+fn ref_name(r: &Ref) -> &str {
+    let (Ref::Direct { full_ref_name, .. }
+    | Ref::Peeled { full_ref_name, .. }
+    | Ref::Symbolic { full_ref_name, .. }
+    | Ref::Unborn { full_ref_name, .. }) = r;
+    std::str::from_utf8(full_ref_name).unwrap_or("")
+}
+
+/// Sends one fetch command and indexes the pack it answers with into `repo`. An error is the
+/// server's refusal or a broken exchange, as text; a reason the session recorded wins over it.
+fn receive(
+    conn: &mut V2Connection,
+    mut args: Arguments,
+    repo: &Repository,
+    session: &Session,
+    max_objects: u64,
+) -> Result<(), String> {
+    let mut reader = args.send(conn, true).map_err(|e| e.to_string())?;
+    let response = Response::from_line_reader(Protocol::V2, &mut reader, true, false)
+        .map_err(|e| e.to_string())?;
+    if !response.has_pack() {
+        return Err("the server sent no pack".to_owned());
+    }
+    // Progress messages are read (and counted by the transport) but not shown.
+    reader.set_progress_handler(Some(Box::new(|_, _| ControlFlow::Continue(()))));
+    let odb = repo.odb().map_err(|e| e.message().to_owned())?;
+    let mut pack = odb.packwriter().map_err(|e| e.message().to_owned())?;
+    pack.progress(super::within_budget(session, max_objects));
+    io::copy(&mut reader, &mut pack).map_err(|e| e.to_string())?;
+    pack.commit().map_err(|e| e.message().to_owned())?;
+    Ok(())
+}
+
+/// A request the server did not answer with a usable pack: final when the session recorded
+/// why (a budget, the deadline, the network), otherwise a reason to fetch in full instead.
+fn refused(session: &Session, what: &str, detail: &str) -> Result<Attempt, FetchError> {
+    match session.take_failure() {
+        Some(recorded) => Err(recorded),
+        None => Ok(Attempt::Unsupported(format!(
+            "the server did not send {what}: {}",
+            crate::escape::controls(detail)
+        ))),
+    }
+}
+
+/// An error before the fetch requests: what the session recorded, else a transport error.
+fn final_error(session: &Session, error: &dyn Display) -> FetchError {
+    session
+        .take_failure()
+        .unwrap_or_else(|| FetchError::Transport {
+            url: session.shown_url(),
+            detail: crate::escape::controls(&error.to_string()),
+        })
+}
