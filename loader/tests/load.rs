@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate_operator_api::contract::{LoadResult, Outcome, TERMINATION_MESSAGE_LIMIT};
+use crate_operator_api::contract::{FetchMode, LoadResult, Outcome, TERMINATION_MESSAGE_LIMIT};
 use crate_test_cluster::operator::{kubectl_ok, kubectl_with_input, repo_root};
 use crate_test_cluster::{ControlPlane, Options, audit, token_kubeconfig};
 use crate_test_support::{BareRepo, GitDaemon, Relay, RepoBuilder, Request, SmartHttp, Tarpit};
@@ -673,6 +673,8 @@ fn a_new_crate_is_applied_as_a_datasource_owned_by_the_crate() {
     assert_eq!(ran.result.commit.as_deref(), Some(head.as_str()));
     assert_eq!(ran.result.revision, Some(revision(&head)));
     assert_eq!(ran.result.warnings, 1, "the example's Organisation quirk");
+    // The test server filters nothing: protocol v2, every object of the tip.
+    assert_eq!(ran.result.fetch, Some(FetchMode::Full), "{ran}");
     assert!(
         ran.result
             .message

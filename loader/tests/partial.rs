@@ -1,7 +1,7 @@
 //! The partial fetch against real servers on loopback: `git daemon` and sshd with and without
-//! `uploadpack.allowFilter` (and, for ssh, with and without `AcceptEnv GIT_PROTOCOL`), smart
-//! HTTP (not partial yet). The daemon's packet trace is the request log: it shows what was asked
-//! for; the byte budget shows what was not sent.
+//! `uploadpack.allowFilter` (and, for ssh, with and without `AcceptEnv GIT_PROTOCOL`), and
+//! smart HTTP. The daemon's packet trace is the request log: it shows what was asked for; the
+//! byte budget shows what was not sent.
 
 #[path = "common/fetching.rs"]
 mod fetching;
@@ -106,11 +106,59 @@ fn a_server_without_filters_gets_the_whole_tip_at_depth_one() {
 }
 
 #[test]
-fn smart_http_fetches_the_whole_tip_until_its_partial_fetch_lands() {
+fn smart_http_fetches_partially_and_falls_back_without_filters() {
     let repo = data_repo(true);
     let http = SmartHttp::start(repo.base_dir()).expect("http");
-    let fetched = Fetch::of(http.url(repo.name())).run().expect("fetch");
+    let fetched = Fetch {
+        limits: one_mib(),
+        ..Fetch::of(http.url(repo.name()))
+    }
+    .run()
+    .expect("a partial fetch over smart HTTP");
+    assert_eq!(mode(&fetched), FetchMode::Partial);
+    assert!(http.bytes_sent() < MIB, "sent {} bytes", http.bytes_sent());
+
+    let plain = data_repo(false);
+    let http = SmartHttp::start(plain.base_dir()).expect("http");
+    let fetched = Fetch::of(http.url(plain.name())).run().expect("fetch");
     assert_eq!(mode(&fetched), FetchMode::Full);
+}
+
+#[test]
+fn a_private_repository_is_fetched_partially_with_the_token_sent_only_after_the_401() {
+    let repo = data_repo(true);
+    let http = SmartHttp::builder()
+        .basic_auth("pat", "s3cret-token-value")
+        .start(repo.base_dir())
+        .expect("http");
+    let fetched = Fetch {
+        limits: one_mib(),
+        ..Fetch::of(http.url(repo.name())).token("s3cret-token-value")
+    }
+    .run()
+    .expect("a private partial fetch");
+    assert_eq!(mode(&fetched), FetchMode::Partial);
+    let log = http.request_log();
+    let summaries: Vec<String> = log
+        .iter()
+        .map(crate_test_support::Request::summary)
+        .collect();
+    let name = repo.name();
+    assert_eq!(
+        summaries,
+        [
+            format!("GET /{name}/info/refs?service=git-upload-pack auth=no 401"),
+            format!("GET /{name}/info/refs?service=git-upload-pack auth=yes 200"),
+            format!("POST /{name}/git-upload-pack [ls-refs] auth=yes 200"),
+            format!("POST /{name}/git-upload-pack [fetch] auth=yes 200"),
+            format!("POST /{name}/git-upload-pack [fetch] auth=yes 200"),
+        ]
+    );
+    assert!(
+        log.iter()
+            .all(|r| r.git_protocol.as_deref() == Some("version=2")),
+        "{log:?}"
+    );
 }
 
 #[test]

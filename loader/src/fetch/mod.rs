@@ -2,8 +2,9 @@
 //!
 //! Second step of the flow. The interface is deliberately narrow — [`fetch`] in, [`Fetched`]
 //! out — so how the objects arrive does not touch validation or apply. A remote repository is
-//! first tried with a partial fetch ([`partial`]: the tip's commit and trees, then the one
-//! blob); a server that cannot serve one gets the whole tip at depth 1 through libgit2.
+//! fetched in git protocol v2 ([`v2`]): partially (the tip's commit and trees, then the one
+//! blob) where the server filters objects, otherwise the whole tip at depth 1. A server that
+//! only speaks v0 gets the depth-1 fetch through libgit2.
 //!
 //! Hardening: the fetch goes into a throw-away bare repository (no work tree, so no checkout, no
 //! hooks, no submodules, no filters ever run); one branch, depth 1, no tags; the metadata blob is
@@ -15,8 +16,8 @@
 //! memory-capped child process ([`crate::worker`]).
 
 mod error;
-mod partial;
 mod tree;
+mod v2;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -139,18 +140,19 @@ fn fetch_remote(url: &RepoUrl, req: &FetchRequest<'_>) -> Result<Fetched, FetchE
     let work = temp_dir(req.work_dir)?;
     let repo = Repository::init_bare(work.path())
         .map_err(|e| FetchError::Local(e.message().to_owned()))?;
-    match partial::fetch(&session, &repo, req)? {
-        partial::Attempt::Fetched { head } => {
+    match v2::fetch(&session, &repo, req)? {
+        v2::Attempt::Fetched { head, mode } => {
             tracing::info!(
                 received_bytes = session.received(),
-                "fetched the branch tip's trees and the metadata file (partial fetch)"
+                ?mode,
+                "fetched the branch tip (protocol v2)"
             );
-            return read_at(&repo, head, &shown, req, FetchMode::Partial);
+            return read_at(&repo, head, &shown, req, mode);
         }
-        partial::Attempt::Unchanged { commit } => return Ok(Fetched::Unchanged { commit }),
-        partial::Attempt::Unsupported(reason) => tracing::info!(
+        v2::Attempt::Unchanged { commit } => return Ok(Fetched::Unchanged { commit }),
+        v2::Attempt::Unsupported(reason) => tracing::info!(
             %reason,
-            "no partial fetch: fetching every object of the branch tip (depth 1)"
+            "no protocol v2 fetch: fetching every object of the branch tip (depth 1, protocol v0)"
         ),
     }
 
@@ -295,7 +297,7 @@ fn callbacks<'a>(session: &'a Arc<Session>, req: &FetchRequest<'_>) -> RemoteCal
     callbacks
 }
 
-/// The pack indexer's progress check (full and partial fetch): false, which aborts, past the
+/// The pack indexer's progress check (v0 and v2 fetch): false, which aborts, past the
 /// deadline or once the pack declares more than `max_objects` objects.
 fn within_budget(
     session: &Session,

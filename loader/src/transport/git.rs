@@ -48,6 +48,9 @@ pub(super) fn connect(session: &Session, host: &str, port: u16) -> io::Result<Tc
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, session.remaining()?) {
             Ok(tcp) => {
+                // The protocol is request/response in small writes (a pkt-line each): with
+                // Nagle's algorithm each would wait for the server's delayed ACK (40 ms).
+                tcp.set_nodelay(true)?;
                 let left = session.remaining()?;
                 tcp.set_read_timeout(Some(left))?;
                 tcp.set_write_timeout(Some(left))?;

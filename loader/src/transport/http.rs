@@ -34,16 +34,18 @@ pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 const LS_SUFFIX: &str = "/info/refs?service=git-upload-pack";
-const ADVERTISEMENT: &str = "application/x-git-upload-pack-advertisement";
-const RESULT: &str = "application/x-git-upload-pack-result";
+pub(super) const ADVERTISEMENT: &str = "application/x-git-upload-pack-advertisement";
+pub(super) const RESULT: &str = "application/x-git-upload-pack-result";
 const REQUEST: &str = "application/x-git-upload-pack-request";
 
 pub(super) struct Subtransport {
     shared: Arc<Shared>,
 }
 
-struct Shared {
-    session: Arc<Session>,
+/// The HTTP side of one fetch: its client, where requests go and whether they authenticate.
+/// Shared by libgit2's subtransport (protocol v0) and the partial fetch's (v2, [`super::http_v2`]).
+pub(super) struct Shared {
+    pub session: Arc<Session>,
     agent: Agent,
     state: Mutex<State>,
 }
@@ -57,17 +59,8 @@ struct State {
 
 impl Subtransport {
     pub fn new(session: Arc<Session>) -> Self {
-        let base = session.shown_url().trim_end_matches('/').to_owned();
-        let agent = agent(session.url.scheme());
         Subtransport {
-            shared: Arc::new(Shared {
-                session,
-                agent,
-                state: Mutex::new(State {
-                    base,
-                    authenticate: false,
-                }),
-            }),
+            shared: Arc::new(Shared::new(session)),
         }
     }
 }
@@ -136,7 +129,7 @@ struct Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.response.is_none() {
-            let body = self.shared.exchange(self.listing, &self.request)?;
+            let body = self.shared.exchange(self.listing, &self.request, None)?;
             self.response = Some(Metered::new(
                 body.into_reader(),
                 Arc::clone(&self.shared.session),
@@ -152,13 +145,7 @@ impl Read for Stream {
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.request.len() + buf.len() > MAX_REQUEST_BYTES {
-            return Err(self.shared.session.fail(FetchError::Local(
-                "the negotiation request grew past 1 MiB".to_owned(),
-            )));
-        }
-        self.request.extend_from_slice(buf);
-        Ok(buf.len())
+        append_request(&self.shared.session, &mut self.request, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -167,13 +154,32 @@ impl Write for Stream {
 }
 
 impl Shared {
+    pub fn new(session: Arc<Session>) -> Shared {
+        let base = session.shown_url().trim_end_matches('/').to_owned();
+        let agent = agent(session.url.scheme());
+        Shared {
+            session,
+            agent,
+            state: Mutex::new(State {
+                base,
+                authenticate: false,
+            }),
+        }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sends the request (following redirects and answering one credentials challenge) and
-    /// returns the body of a successful response.
-    fn exchange(&self, listing: bool, body: &[u8]) -> io::Result<Body> {
+    /// returns the body of a successful response. `git_protocol` is the `Git-Protocol` header
+    /// (`version=2`), which asks the server for that protocol version.
+    pub fn exchange(
+        &self,
+        listing: bool,
+        body: &[u8],
+        git_protocol: Option<&str>,
+    ) -> io::Result<Body> {
         let session = &self.session;
         let base = self.state().base.clone();
         let mut target = if listing {
@@ -186,7 +192,7 @@ impl Shared {
             let same_origin = self.is_origin(&target);
             let token = session.credentials.token.as_ref();
             let with_token = same_origin && self.state().authenticate && token.is_some();
-            let response = self.send(listing, &target, body, with_token)?;
+            let response = self.send(listing, &target, body, with_token, git_protocol)?;
             session.count(head_bytes(&response))?;
             let status = response.status();
             match status.as_u16() {
@@ -245,6 +251,7 @@ impl Shared {
         target: &str,
         body: &[u8],
         with_token: bool,
+        git_protocol: Option<&str>,
     ) -> io::Result<Response<Body>> {
         let session = &self.session;
         let timeout = Some(session.remaining()?);
@@ -268,6 +275,9 @@ impl Shared {
             if let Some(value) = &authorization {
                 request = request.header("Authorization", value);
             }
+            if let Some(value) = git_protocol {
+                request = request.header("Git-Protocol", value);
+            }
             request.config().timeout_global(timeout).build().call()
         } else {
             let mut request = self
@@ -277,6 +287,9 @@ impl Shared {
                 .header("Accept", RESULT);
             if let Some(value) = &authorization {
                 request = request.header("Authorization", value);
+            }
+            if let Some(value) = git_protocol {
+                request = request.header("Git-Protocol", value);
             }
             request.config().timeout_global(timeout).build().send(body)
         };
@@ -390,6 +403,21 @@ impl Shared {
             other => session.network(&format!("requesting {}", shown(target)), &other),
         }
     }
+}
+
+/// Adds `buf` to a request body being written, within [`MAX_REQUEST_BYTES`].
+pub(super) fn append_request(
+    session: &Session,
+    request: &mut Vec<u8>,
+    buf: &[u8],
+) -> io::Result<usize> {
+    if request.len() + buf.len() > MAX_REQUEST_BYTES {
+        return Err(session.fail(FetchError::Local(
+            "the fetch request grew past 1 MiB".to_owned(),
+        )));
+    }
+    request.extend_from_slice(buf);
+    Ok(buf.len())
 }
 
 /// Whether an I/O error is rustls refusing the server (an untrusted or mismatched certificate).

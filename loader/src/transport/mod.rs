@@ -16,6 +16,7 @@
 
 mod git;
 mod http;
+mod http_v2;
 mod libgit2;
 mod metered;
 mod ssh;
@@ -30,6 +31,10 @@ use std::time::{Duration, Instant};
 
 use crate_operator_api::repo_url::{RepoUrl, Scheme};
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream};
+use gix_protocol::transport::Protocol;
+pub(crate) use gix_protocol::transport::client::blocking_io::Transport as V2Transport;
+use gix_protocol::transport::client::git::ConnectMode;
+use gix_protocol::transport::client::git::blocking_io::Connection;
 
 use crate::credentials::Credentials;
 use crate::fetch::FetchError;
@@ -231,12 +236,12 @@ pub(crate) enum Wire {
 /// Opens the one connection of a stateful exchange.
 type Open = fn(&Arc<Session>, Wire) -> io::Result<Box<dyn SmartSubtransportStream>>;
 
-/// A stateful connection (git://, ssh) that asks for protocol v2, as the read and write halves
-/// gix's transport takes; `None` for HTTP, whose requests are stateless. The server may still
-/// answer in v0 (an ssh server that does not pass `GIT_PROTOCOL` on, an old daemon).
-pub(crate) fn connect_v2(session: &Arc<Session>) -> io::Result<Option<(ReadHalf, WriteHalf)>> {
+/// A connection to the repository that asks for protocol v2, as gix's transport: one
+/// connection for git:// and ssh, a request per command for HTTP. The server may still answer
+/// in v0 (an ssh server that does not pass `GIT_PROTOCOL` on, an old server).
+pub(crate) fn connect_v2(session: &Arc<Session>) -> io::Result<Box<dyn V2Transport>> {
     let open: Open = match session.url.scheme() {
-        Scheme::Https | Scheme::Http => return Ok(None),
+        Scheme::Https | Scheme::Http => return Ok(Box::new(http_v2::transport(session)?)),
         Scheme::Git => git::open,
         Scheme::Ssh => ssh::open,
     };
@@ -244,17 +249,26 @@ pub(crate) fn connect_v2(session: &Arc<Session>) -> io::Result<Option<(ReadHalf,
     // Buffered so the first read takes whatever the server sent at once, like libgit2's: the
     // streams recognise a refusal (`ERR …`) in their first read, and gix asks for 4 bytes.
     let reader = io::BufReader::with_capacity(64 * 1024, Shared(Rc::clone(&stream)));
-    Ok(Some((ReadHalf(reader), WriteHalf(stream))))
+    // The request line or command that selects the repository went out when connecting.
+    Ok(Box::new(Connection::new(
+        ReadHalf(reader),
+        WriteHalf(stream),
+        Protocol::V2,
+        "",
+        None::<(String, Option<u16>)>,
+        ConnectMode::Process,
+        false,
+    )))
 }
 
 type Stream = Rc<RefCell<Box<dyn SmartSubtransportStream>>>;
 
 /// The reading side of a [`connect_v2`] connection. The exchange is strictly request then
 /// response on one thread, so the halves never borrow the stream at once.
-pub(crate) struct ReadHalf(io::BufReader<Shared>);
+struct ReadHalf(io::BufReader<Shared>);
 
 /// The writing side of a [`connect_v2`] connection.
-pub(crate) struct WriteHalf(Stream);
+struct WriteHalf(Stream);
 
 struct Shared(Stream);
 

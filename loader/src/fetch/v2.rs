@@ -1,18 +1,20 @@
-//! The partial fetch: git protocol v2 with `filter blob:none`, so that only the branch tip's
-//! commit, its trees and the one blob at `--path` leave the server, whatever else the
-//! repository holds.
+//! The protocol v2 fetch, partial where the server allows it: `filter blob:none`, so that only
+//! the branch tip's commit, its trees and the one blob at `--path` leave the server, whatever
+//! else the repository holds. A v2 server without filters gets the whole tip at depth 1 on the
+//! same connection.
 //!
 //! gix's protocol crate speaks v2 over our own connections ([`transport::connect_v2`]): every
-//! byte still counts against the transfer budget, the deadline still holds and ssh still
-//! requires the host key. The two packs go into the fetch's throw-away bare repository through
-//! libgit2's pack indexer, under the same object limits as a full fetch, and are read by the
-//! same tree walk ([`super::tree`]), so the refusals (symlinks, submodules, oversize or
-//! mistyped objects) are the same on both paths. Protocol v2 lets a client want any object,
-//! which is how the blob is asked for by the id the trees give.
+//! byte still counts against the transfer budget, the deadline holds, credentials go only to
+//! the origin and ssh requires the host key. The packs go into the fetch's throw-away bare
+//! repository through libgit2's pack indexer, under the same object limits as the v0 fetch, and
+//! are read by the same tree walk ([`super::tree`]), so the refusals (symlinks, submodules,
+//! oversize or mistyped objects) are the same on every path. Protocol v2 lets a client want any
+//! object, which is how the blob is asked for by the id the trees give.
 //!
-//! A server that answers in protocol v0, offers no `filter`, or refuses either request yields
-//! [`Attempt::Unsupported`], and the caller fetches the whole tip at depth 1 as before. A
-//! failure the session recorded (budget, deadline, network, host key) is final on both paths.
+//! A server that answers in protocol v0 (an ssh server that drops `GIT_PROTOCOL`, an old
+//! server) or refuses a request yields [`Attempt::Unsupported`], and the caller fetches through
+//! libgit2 as before. A failure the session recorded (budget, deadline, network, host key,
+//! credentials) is final on every path.
 
 use std::fmt::Display;
 use std::io;
@@ -25,27 +27,27 @@ use gix_protocol::handshake::Ref;
 use gix_protocol::ls_refs::RefPrefixes;
 use gix_protocol::transport::bstr::BString;
 use gix_protocol::transport::client::blocking_io::ExtendedBufRead;
-use gix_protocol::transport::client::git::ConnectMode;
-use gix_protocol::transport::client::git::blocking_io::Connection;
 use gix_protocol::transport::{Protocol, Service};
 use gix_protocol::{Command, LsRefsCommand};
 use gix_utils::progress::Discard;
 
 use super::tree::{self, Origin};
 use super::{FetchError, FetchRequest};
-use crate::transport::{self, ReadHalf, Session, WriteHalf};
+use crate::transport::{self, Session, V2Transport};
+use crate_operator_api::contract::FetchMode;
 
-/// How a partial fetch went.
+/// How the protocol v2 fetch went.
 pub(super) enum Attempt {
-    /// The tip's commit, its trees and the metadata file's blob are in the repository.
-    Fetched { head: Oid },
+    /// The tip's commit, its trees and the metadata file's blob are in the repository: only
+    /// those when `mode` is partial, every object of the tip when the server has no filter.
+    Fetched { head: Oid, mode: FetchMode },
     /// The branch head is the commit the caller already has; nothing was fetched.
     Unchanged { commit: String },
-    /// This server cannot serve a partial fetch; why, for the log.
+    /// This server does not speak protocol v2 or refused a request; why, for the log.
     Unsupported(String),
 }
 
-type V2Connection = Connection<ReadHalf, WriteHalf>;
+type V2Connection = Box<dyn V2Transport>;
 
 /// How the loader names itself to the server (`agent`), as git does.
 const AGENT: &str = concat!("crate-loader/", env!("CARGO_PKG_VERSION"));
@@ -57,24 +59,9 @@ pub(super) fn fetch(
     repo: &Repository,
     req: &FetchRequest<'_>,
 ) -> Result<Attempt, FetchError> {
-    let Some((read, write)) =
-        transport::connect_v2(session).map_err(|e| final_error(session, &e))?
-    else {
-        return Ok(Attempt::Unsupported(
-            "the partial fetch is not implemented for HTTP yet".to_owned(),
-        ));
-    };
-    // The request line or command that selects the repository was sent when connecting.
-    let mut conn = Connection::new(
-        read,
-        write,
-        Protocol::V2,
-        "",
-        None::<(String, Option<u16>)>,
-        ConnectMode::Process,
-        false,
-    );
-    // Credentials are the transport's business (ssh keys, never prompts): no helper here.
+    let mut conn = transport::connect_v2(session).map_err(|e| final_error(session, &e))?;
+    // Credentials are the transport's business (ssh keys, the token after a 401, never a
+    // prompt): gix gets no helper.
     let handshake = gix_protocol::handshake(
         &mut conn,
         Service::UploadPack,
@@ -118,19 +105,32 @@ pub(super) fn fetch(
     }
 
     let features = Command::Fetch.default_features(Protocol::V2, &handshake.capabilities);
-    let mut trees = Arguments::new(Protocol::V2, features.clone(), false);
-    if !trees.can_use_filter() || !trees.can_use_shallow() {
+    let mut tip = Arguments::new(Protocol::V2, features.clone(), false);
+    if !tip.can_use_shallow() {
         return Ok(Attempt::Unsupported(
-            "the server offers no object filter (git: uploadpack.allowFilter)".to_owned(),
+            "the server cannot limit the fetch to the tip commit (no shallow support)".to_owned(),
         ));
     }
-    trees.want(head);
-    trees.deepen(1);
-    trees.filter("blob:none");
-    if let Err(detail) = receive(&mut conn, trees, repo, session, req.limits.max_objects) {
-        return refused(session, "the commit and its trees", &detail);
+    let partial = tip.can_use_filter();
+    tip.want(head);
+    tip.deepen(1);
+    if partial {
+        tip.filter("blob:none");
+    } else {
+        tracing::info!(
+            "the server offers no object filter (git: uploadpack.allowFilter): fetching every object of the branch tip"
+        );
+    }
+    if let Err(detail) = receive(&mut conn, tip, repo, session, req.limits.max_objects) {
+        return refused(session, "the branch tip", &detail);
     }
     let head = Oid::from_bytes(head.as_bytes()).map_err(|e| final_error(session, &e))?;
+    if !partial {
+        return Ok(Attempt::Fetched {
+            head,
+            mode: FetchMode::Full,
+        });
+    }
 
     let revision = crate_operator_api::contract::revision(req.branch, &commit);
     let shown = session.shown_url();
@@ -141,12 +141,17 @@ pub(super) fn fetch(
         memory_limit: req.limits.max_memory_bytes,
     };
     let blob = tree::locate(repo, head, req.path, &origin)?;
+    let blob =
+        gix_hash::ObjectId::try_from(blob.as_bytes()).map_err(|e| final_error(session, &e))?;
     let mut file = Arguments::new(Protocol::V2, features, false);
-    file.want(gix_hash::ObjectId::try_from(blob.as_bytes()).map_err(|e| final_error(session, &e))?);
+    file.want(blob);
     if let Err(detail) = receive(&mut conn, file, repo, session, req.limits.max_objects) {
         return refused(session, "the metadata file's blob", &detail);
     }
-    Ok(Attempt::Fetched { head })
+    Ok(Attempt::Fetched {
+        head,
+        mode: FetchMode::Partial,
+    })
 }
 
 /// What the branch `wanted` points at when `r` is it: the tag object, not its target, when a
