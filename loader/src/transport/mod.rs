@@ -1,5 +1,6 @@
 //! The network under the fetch: our own git transports for `https://`, `http://`, `git://` and
-//! ssh, plugged into libgit2 as "smart subtransports".
+//! ssh, handed to gix's protocol v2 client ([`connect_v2`]) and plugged into libgit2 as "smart
+//! subtransports" for protocol v0.
 //!
 //! Why not libgit2's own: a hostile server must not be able to take the token elsewhere or make
 //! the loader hold more than its budgets. libgit2's HTTP client keeps the credentials it was
@@ -10,9 +11,10 @@
 //! every failure records *why* in the session before libgit2 turns it into a generic error, so
 //! the fetch can report it precisely (see `fetch::classify`).
 //!
-//! libgit2 still speaks the git protocol and indexes the pack; it only ever sees the URL
-//! `crate-loader://<session id>`, so it can neither echo the real URL in an error nor fall back
-//! to a built-in transport.
+//! gix and libgit2 only speak the git protocol over these connections (libgit2 also indexes the
+//! packs). libgit2 only ever sees the URL `crate-loader://<session id>`, so it can neither echo
+//! the real URL in an error nor fall back to a built-in transport; gix is given no credentials
+//! and no way to open a connection of its own.
 
 mod git;
 mod http;
@@ -248,7 +250,7 @@ pub(crate) fn connect_v2(session: &Arc<Session>) -> io::Result<Box<dyn V2Transpo
     let stream = Rc::new(RefCell::new(open(session, Wire::V2)?));
     // Buffered so the first read takes whatever the server sent at once, like libgit2's: the
     // streams recognise a refusal (`ERR …`) in their first read, and gix asks for 4 bytes.
-    let reader = io::BufReader::with_capacity(64 * 1024, Shared(Rc::clone(&stream)));
+    let reader = io::BufReader::with_capacity(64 * 1024, StreamReader(Rc::clone(&stream)));
     // The request line or command that selects the repository went out when connecting.
     Ok(Box::new(Connection::new(
         ReadHalf(reader),
@@ -265,14 +267,14 @@ type Stream = Rc<RefCell<Box<dyn SmartSubtransportStream>>>;
 
 /// The reading side of a [`connect_v2`] connection. The exchange is strictly request then
 /// response on one thread, so the halves never borrow the stream at once.
-struct ReadHalf(io::BufReader<Shared>);
+struct ReadHalf(io::BufReader<StreamReader>);
 
 /// The writing side of a [`connect_v2`] connection.
 struct WriteHalf(Stream);
 
-struct Shared(Stream);
+struct StreamReader(Stream);
 
-impl io::Read for Shared {
+impl io::Read for StreamReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.borrow_mut().read(buf)
     }
