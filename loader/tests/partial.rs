@@ -1,11 +1,12 @@
 //! The partial fetch against real servers on loopback: `git daemon` and sshd with and without
 //! `uploadpack.allowFilter` (and, for ssh, with and without `AcceptEnv GIT_PROTOCOL`), and
-//! smart HTTP. The daemon's packet trace is the request log: it shows what was asked for; the
+//! smart HTTP and https. The daemon's packet trace is the request log: it shows what was asked for; the
 //! byte budget shows what was not sent.
 
 #[path = "common/fetching.rs"]
 mod fetching;
 
+use std::process::Command;
 use std::time::Duration;
 
 use crate_loader::credentials::{Credentials, Secret};
@@ -159,6 +160,43 @@ fn a_private_repository_is_fetched_partially_with_the_token_sent_only_after_the_
             .all(|r| r.git_protocol.as_deref() == Some("version=2")),
         "{log:?}"
     );
+}
+
+#[test]
+fn https_fetches_partially_through_the_loader_binary() {
+    let repo = RepoBuilder::new()
+        .file(
+            META,
+            include_bytes!("../../examples/demo-crate/bagit/data/ro-crate-metadata.json"),
+        )
+        .large_file("bagit/data/payload.bin", 8 * MIB, 9)
+        .compression(0)
+        .commit("the example crate with data")
+        .config("uploadpack.allowFilter", "true")
+        .build_bare()
+        .expect("repo");
+    let https = SmartHttp::builder()
+        .tls()
+        .start(repo.base_dir())
+        .expect("https");
+    let mut loader = Command::new(env!("CARGO_BIN_EXE_crate-loader"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CRATE_LOADER_") {
+            loader.env_remove(key);
+        }
+    }
+    let out = loader
+        .args(["preview", "--repo", &https.url(repo.name())])
+        .args(["--path", &format!("/{META}")])
+        // The data alone is 8 MiB: only a partial fetch fits.
+        .args(["--max-transfer-bytes", &MIB.to_string()])
+        .env("SSL_CERT_FILE", https.ca_file().expect("tls"))
+        .output()
+        .expect("crate-loader runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Partial"), "{stderr}");
+    assert!(https.bytes_sent() < MIB, "sent {}", https.bytes_sent());
 }
 
 #[test]

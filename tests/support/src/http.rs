@@ -29,6 +29,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 use crate::Result;
 use crate::process::{git, hermetic, require_file, run, with_git_suffix};
 use crate::server::lock;
+use crate::tls::{Ca, make_tls};
 use crate::web::{self, Accepted, Counting, ResponseBody, Web};
 
 /// One request as the server saw it (see [`SmartHttp::request_log`]).
@@ -107,6 +108,7 @@ pub struct SmartHttpBuilder {
     credentials: Option<(String, String)>,
     receive_pack: bool,
     stall_upload_pack: bool,
+    tls: bool,
 }
 
 impl SmartHttpBuilder {
@@ -134,6 +136,13 @@ impl SmartHttpBuilder {
     /// dropped, for testing a client's transfer time-out. Ref listings still work.
     pub fn stall_upload_pack(mut self) -> Self {
         self.stall_upload_pack = true;
+        self
+    }
+
+    /// Serve https, with a certificate for the IP and `localhost` signed by a CA of its own
+    /// ([`SmartHttp::ca_file`]).
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
         self
     }
 
@@ -172,6 +181,8 @@ struct State {
     /// `Basic <base64(user:password)>` and the user, when auth is required.
     auth: Option<(String, String)>,
     options: SmartHttpBuilder,
+    /// The https configuration, with [`SmartHttpBuilder::tls`].
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// Finished requests with the number of their connection (accept order).
     log: Mutex<Vec<(usize, Request)>>,
     /// Connections accepted whose request is not logged yet.
@@ -200,6 +211,7 @@ pub struct SmartHttp {
     // Dropped first: stops accepting, closes connections, kills CGI processes.
     web: Web,
     state: Arc<State>,
+    ca: Option<Ca>,
     _logdir: TempDir,
 }
 
@@ -228,11 +240,19 @@ impl SmartHttp {
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
             (format!("Basic {encoded}"), user.clone())
         });
+        let ip = options.ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let (tls, ca) = if options.tls {
+            let (config, ca) = make_tls(ip)?;
+            (Some(config), Some(ca))
+        } else {
+            (None, None)
+        };
         let state = Arc::new(State {
             base: base.canonicalize()?,
             backend,
             auth,
             options,
+            tls,
             log: Mutex::new(Vec::new()),
             in_flight: Mutex::new(0),
             settled: Condvar::new(),
@@ -240,7 +260,6 @@ impl SmartHttp {
             bytes_received: AtomicU64::new(0),
             stderr_log,
         });
-        let ip = state.options.ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let web = {
             let state = Arc::clone(&state);
             Web::start(ip, "smart-http", move |accepted| {
@@ -250,6 +269,7 @@ impl SmartHttp {
         Ok(Self {
             web,
             state,
+            ca,
             _logdir: logdir,
         })
     }
@@ -257,7 +277,14 @@ impl SmartHttp {
     /// `http://<ip>:<port>/<repo>` (`.git` is added unless `repo` ends with it; the IP is
     /// `127.0.0.1` unless [`SmartHttpBuilder::bind`] said otherwise).
     pub fn url(&self, repo: &str) -> String {
-        format!("http://{}/{}", self.web.addr(), with_git_suffix(repo))
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/{}", self.web.addr(), with_git_suffix(repo))
+    }
+
+    /// With [`SmartHttpBuilder::tls`], a file holding the CA certificate (PEM) that signed the
+    /// server's; point `SSL_CERT_FILE` at it.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca.as_ref().map(|ca| ca.file.as_path())
     }
 
     /// Like [`url`](Self::url) with `user:password@` in it, for the git command line. (The
@@ -350,10 +377,23 @@ async fn connection(state: Arc<State>, accepted: Accepted) {
             )
         })
     };
-    let _ = hyper::server::conn::http1::Builder::new()
-        .keep_alive(false)
-        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
-        .await;
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.keep_alive(false);
+    match &state.tls {
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(config));
+            if let Ok(tls) = acceptor.accept(io).await {
+                let _ = http
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            }
+        }
+        None => {
+            let _ = http
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+                .await;
+        }
+    }
     // A connection without a request (a probe that connected and closed) is not logged.
     if let Some(mut request) = lock(&record).take() {
         request.response_bytes = sent.load(Ordering::SeqCst);

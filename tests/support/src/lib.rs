@@ -33,6 +33,7 @@ mod rng;
 mod server;
 mod sshd;
 mod tarpit;
+mod tls;
 mod web;
 
 pub use daemon::GitDaemon;

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::io::{self, Read as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -21,13 +21,6 @@ use http_body_util::{BodyExt as _, Limited};
 use hyper::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
-};
-use rustls::ServerConfig;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tempfile::TempDir;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::oneshot;
 
@@ -39,6 +32,7 @@ use super::upload_pack::{
 use super::{ByteCounter, SETTLE_TIMEOUT};
 use crate::Result;
 use crate::server::lock;
+use crate::tls::{Ca, make_tls};
 use crate::web::{self, Accepted, Counting, ResponseBody, Web};
 
 /// Largest request body accepted.
@@ -279,14 +273,6 @@ impl ScriptedHttpBuilder {
     }
 }
 
-/// The CA of a TLS server, kept for clients.
-#[derive(Debug)]
-struct Ca {
-    pem: String,
-    file: PathBuf,
-    _dir: TempDir,
-}
-
 /// An HTTP/1.1 server on `<ip>:<port>` (optionally HTTPS) answering each request through a
 /// handler closure; see [`Reply`] for what it can say.
 ///
@@ -405,67 +391,6 @@ impl ScriptedHttp {
     pub fn take_log(&self) -> Vec<HttpRequest> {
         std::mem::take(&mut *lock(&self.state.log))
     }
-}
-
-/// A CA and a server certificate for `ip` and `localhost`, as a rustls configuration.
-fn make_tls(ip: IpAddr) -> Result<(Arc<ServerConfig>, Ca)> {
-    let failed =
-        |what: &'static str| move |e: rcgen::Error| io::Error::other(format!("{what}: {e}"));
-    let mut ca_params = CertificateParams::default();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "crate-test-support scripted CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().map_err(failed("CA key"))?;
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(failed("CA certificate"))?;
-
-    let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, ip.to_string());
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.subject_alt_names = vec![
-        SanType::IpAddress(ip),
-        SanType::DnsName("localhost".try_into().map_err(failed("SAN"))?),
-    ];
-    let key = KeyPair::generate().map_err(failed("server key"))?;
-    let cert = params
-        .signed_by(&key, &ca)
-        .map_err(failed("server certificate"))?;
-
-    let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone(), ca.der().clone()];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(io::Error::other)?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(io::Error::other)?;
-
-    let dir = tempfile::Builder::new()
-        .prefix("crate-test-scripted-ca-")
-        .tempdir()?;
-    let file = dir.path().join("ca.pem");
-    let pem = ca.pem();
-    std::fs::write(&file, &pem)?;
-    Ok((
-        Arc::new(config),
-        Ca {
-            pem,
-            file,
-            _dir: dir,
-        },
-    ))
 }
 
 /// Serves one connection: TLS if configured, one request, one answer.
