@@ -1,8 +1,11 @@
 //! The `crate-loader` binary as users run it: preview, validate, copy-to, exit codes, and the
 //! guarantee that no credential reaches its output.
 
+#[path = "common/binary.rs"]
+mod binary;
 mod common;
 
+use binary::loader;
 use common::*;
 
 use std::path::{Path, PathBuf};
@@ -12,17 +15,6 @@ use crate_operator_api::contract::Outcome;
 use crate_test_support::{RepoBuilder, SmartHttp, Tarpit};
 
 const TOKEN: &str = "ghp_s3cretTokenThatMustNeverLeak";
-
-fn loader() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crate-loader"));
-    // Tests must not depend on the developer's environment.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("CRATE_LOADER_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let Output {

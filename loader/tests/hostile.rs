@@ -9,11 +9,13 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::process::Command;
 
+#[path = "common/binary.rs"]
+mod binary;
 #[path = "common/fetching.rs"]
 mod fetching;
 
+use binary::loader;
 use crate_loader::fetch::{FetchError, Fetched};
 use crate_operator_api::contract::Outcome;
 use crate_test_support::hostile::pack::{commit_bytes, tree_bytes};
@@ -87,12 +89,7 @@ struct Run {
 const TEST_MEMORY: u64 = 128 * MIB;
 
 fn preview(url: &str, args: &[&str], env: &[(&str, &Path)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crate-loader"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("CRATE_LOADER_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = loader();
     cmd.args([
         "--log-format",
         "json",

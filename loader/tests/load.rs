@@ -8,8 +8,11 @@
 //! up in a crate namespace. What the loader sent is read from the apiserver's audit log (with
 //! request bodies); who owns which field from the datasource's `managedFields`.
 
+#[path = "common/binary.rs"]
+mod binary;
 mod common;
 
+use binary::loader;
 use common::*;
 
 use std::path::PathBuf;
@@ -520,12 +523,7 @@ impl Fixture {
     /// `crate-loader load` for crate `<namespace>/demo` (uid `uid-1`) with a hermetic
     /// environment; add arguments and run it with [`Fixture::run`].
     fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crate-loader"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("CRATE_LOADER_") {
-                cmd.env_remove(key);
-            }
-        }
+        let mut cmd = loader();
         for var in CLUSTER_ENV {
             cmd.env_remove(var);
         }

@@ -3,12 +3,14 @@
 //! smart HTTP and https. The daemon's packet trace is the request log: it shows what was asked for; the
 //! byte budget shows what was not sent.
 
+#[path = "common/binary.rs"]
+mod binary;
 #[path = "common/fetching.rs"]
 mod fetching;
 
-use std::process::Command;
 use std::time::Duration;
 
+use binary::loader;
 use crate_loader::credentials::{Credentials, Secret};
 use crate_loader::fetch::{FetchError, FetchLimits, Fetched};
 use crate_operator_api::contract::{FetchMode, Outcome};
@@ -179,13 +181,7 @@ fn https_fetches_partially_through_the_loader_binary() {
         .tls()
         .start(repo.base_dir())
         .expect("https");
-    let mut loader = Command::new(env!("CARGO_BIN_EXE_crate-loader"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("CRATE_LOADER_") {
-            loader.env_remove(key);
-        }
-    }
-    let out = loader
+    let out = loader()
         .args(["preview", "--repo", &https.url(repo.name())])
         .args(["--path", &format!("/{META}")])
         // The data alone is 8 MiB: only a partial fetch fits.
@@ -356,7 +352,10 @@ fn ssh_to_a_server_that_refuses_git_protocol_fetches_the_whole_tip() {
     .run()
     .expect("ssh fetch");
     assert_eq!(mode(&fetched), FetchMode::Full);
-    // The v0 advertisement already answers the no-op check: nothing more is asked for.
+    // Two sessions: the v2 attempt, answered in v0, then libgit2's fetch.
+    let sessions = || sshd.log().matches("Accepted publickey").count();
+    assert_eq!(sessions(), 2, "{}", sshd.log());
+    // The v0 advertisement already answers the no-op check: no second session.
     let fetched = Fetch {
         credentials,
         skip_if_head_is: Some(repo.head("main")),
@@ -365,4 +364,5 @@ fn ssh_to_a_server_that_refuses_git_protocol_fetches_the_whole_tip() {
     .run()
     .expect("ssh no-op");
     assert!(matches!(fetched, Fetched::Unchanged { .. }), "{fetched:?}");
+    assert_eq!(sessions(), 3, "{}", sshd.log());
 }

@@ -5,7 +5,8 @@
 //! every byte counted against the budget.
 //!
 //! gix hands out the request body as a writer and the response as readers before anything is
-//! sent; here the POST goes out when the response is first read, with the body written so far.
+//! sent; here the POST goes out when the response body is first read, with the body written so
+//! far.
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Cursor, Read, Write};
@@ -63,7 +64,7 @@ fn gix_error(error: io::Error) -> gix_error::Error {
 }
 
 impl Http for Client {
-    type Headers = Headers;
+    type Headers = Cursor<Vec<u8>>;
     type ResponseBody = Body;
     type PostBody = PostBody;
 
@@ -72,11 +73,11 @@ impl Http for Client {
         _url: &str,
         _base_url: &str,
         headers: impl IntoIterator<Item = impl AsRef<str>>,
-    ) -> gix_error::Result<GetResponse<Headers, Body>> {
-        let mut exchange = Exchange::new(&self.shared, true, git_protocol(headers));
-        let reader = exchange.response().map_err(gix_error)?;
+    ) -> gix_error::Result<GetResponse<Self::Headers, Body>> {
+        let reader =
+            send(&self.shared, true, &[], git_protocol(headers).as_deref()).map_err(gix_error)?;
         Ok(GetResponse {
-            headers: Headers::Ready(content_type(ADVERTISEMENT)),
+            headers: content_type(ADVERTISEMENT),
             body: Body::Ready(reader),
         })
     }
@@ -87,16 +88,18 @@ impl Http for Client {
         _base_url: &str,
         headers: impl IntoIterator<Item = impl AsRef<str>>,
         _body: PostBodyDataKind,
-    ) -> gix_error::Result<PostResponse<Headers, Body, PostBody>> {
-        let exchange = Rc::new(RefCell::new(Exchange::new(
-            &self.shared,
-            false,
-            git_protocol(headers),
-        )));
+    ) -> gix_error::Result<PostResponse<Self::Headers, Body, PostBody>> {
+        let request = Rc::new(RefCell::new(Request {
+            shared: Arc::clone(&self.shared),
+            git_protocol: git_protocol(headers),
+            body: Vec::new(),
+        }));
         Ok(PostResponse {
-            post_body: PostBody(Rc::clone(&exchange)),
-            headers: Headers::Pending(Rc::clone(&exchange)),
-            body: Body::Pending(exchange),
+            post_body: PostBody(Rc::clone(&request)),
+            // gix checks the headers before reading the body, that is before the request
+            // goes out; `Shared` checks the real content type when it does.
+            headers: content_type(RESULT),
+            body: Body::Pending(request),
         })
     }
 
@@ -105,63 +108,36 @@ impl Http for Client {
     }
 }
 
-/// One request and its response, sent when the response is first needed.
-pub(super) struct Exchange {
-    shared: Arc<Shared>,
+/// Sends one request through [`Shared`] (which records a failure in the session, and that is
+/// what the fetch reports) and returns its metered response body.
+fn send(
+    shared: &Shared,
     listing: bool,
-    git_protocol: Option<String>,
-    request: Vec<u8>,
-    /// The response once sent, until the body takes it.
-    response: Option<Reader>,
-    sent: bool,
+    body: &[u8],
+    git_protocol: Option<&str>,
+) -> io::Result<Reader> {
+    let response = shared.exchange(listing, body, git_protocol)?;
+    Ok(BufReader::new(Metered::new(
+        response.into_reader(),
+        Arc::clone(&shared.session),
+        "reading the HTTP response",
+    )))
 }
 
-impl Exchange {
-    fn new(shared: &Arc<Shared>, listing: bool, git_protocol: Option<String>) -> Exchange {
-        Exchange {
-            shared: Arc::clone(shared),
-            listing,
-            git_protocol,
-            request: Vec::new(),
-            response: None,
-            sent: false,
-        }
-    }
-
-    /// Sends the request once. A failure is returned to whoever asks first (and recorded in
-    /// the session, which is what the fetch reports).
-    fn send(&mut self) -> io::Result<()> {
-        if std::mem::replace(&mut self.sent, true) {
-            return Ok(());
-        }
-        let body =
-            self.shared
-                .exchange(self.listing, &self.request, self.git_protocol.as_deref())?;
-        let session = Arc::clone(&self.shared.session);
-        self.response = Some(BufReader::new(Metered::new(
-            body.into_reader(),
-            session,
-            "reading the HTTP response",
-        )));
-        Ok(())
-    }
-
-    /// The response body, sending the request first if needed.
-    fn response(&mut self) -> io::Result<Reader> {
-        self.send()?;
-        self.response
-            .take()
-            .ok_or_else(|| io::Error::other("the HTTP response is not available"))
-    }
+/// A POST being written: it goes out when its response is first read.
+pub(super) struct Request {
+    shared: Arc<Shared>,
+    git_protocol: Option<String>,
+    body: Vec<u8>,
 }
 
 /// The request body gix writes.
-pub(super) struct PostBody(Rc<RefCell<Exchange>>);
+pub(super) struct PostBody(Rc<RefCell<Request>>);
 
 impl Write for PostBody {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let exchange = &mut *self.0.borrow_mut();
-        append_request(&exchange.shared.session, &mut exchange.request, buf)
+        let request = &mut *self.0.borrow_mut();
+        append_request(&request.shared.session, &mut request.body, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -169,58 +145,37 @@ impl Write for PostBody {
     }
 }
 
-/// The response headers gix reads before the body: reading them sends the request.
-pub(super) enum Headers {
-    Pending(Rc<RefCell<Exchange>>),
-    Ready(Cursor<Vec<u8>>),
-}
-
-impl Headers {
-    fn ready(&mut self) -> io::Result<&mut Cursor<Vec<u8>>> {
-        if let Headers::Pending(exchange) = self {
-            exchange.borrow_mut().send()?;
-            *self = Headers::Ready(content_type(RESULT));
-        }
-        match self {
-            Headers::Ready(cursor) => Ok(cursor),
-            Headers::Pending(_) => Err(io::Error::other("the HTTP request was not sent")),
-        }
-    }
-}
-
-impl Read for Headers {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.ready()?.read(buf)
-    }
-}
-
-impl BufRead for Headers {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.ready()?.fill_buf()
-    }
-
-    fn consume(&mut self, amt: usize) {
-        if let Headers::Ready(cursor) = self {
-            cursor.consume(amt);
-        }
-    }
-}
-
-/// The response body: the exchange's reader once the request went out.
+/// A response body: the request until it is first read, then what the server answered.
 pub(super) enum Body {
-    Pending(Rc<RefCell<Exchange>>),
+    Pending(Rc<RefCell<Request>>),
     Ready(Reader),
+    /// The request failed (once: it is not sent again).
+    Failed,
 }
 
 impl Body {
     fn ready(&mut self) -> io::Result<&mut Reader> {
-        if let Body::Pending(exchange) = self {
-            let reader = exchange.borrow_mut().response()?;
-            *self = Body::Ready(reader);
+        if let Body::Pending(request) = self {
+            let sent = {
+                let request = request.borrow();
+                send(
+                    &request.shared,
+                    false,
+                    &request.body,
+                    request.git_protocol.as_deref(),
+                )
+            };
+            *self = match sent {
+                Ok(reader) => Body::Ready(reader),
+                Err(e) => {
+                    *self = Body::Failed;
+                    return Err(e);
+                }
+            };
         }
         match self {
             Body::Ready(reader) => Ok(reader),
-            Body::Pending(_) => Err(io::Error::other("the HTTP request was not sent")),
+            Body::Pending(_) | Body::Failed => Err(io::Error::other("the HTTP request failed")),
         }
     }
 }
