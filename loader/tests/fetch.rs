@@ -1,5 +1,6 @@
 //! The fetch against real git servers on loopback: git daemon, smart HTTP with basic auth, and
-//! sshd. Each adversarial repository asserts the specific error it must produce.
+//! sshd. Each adversarial repository asserts the specific error it must produce, from a daemon
+//! that filters objects (the partial fetch) and from one that does not (the whole tip) alike.
 
 #[path = "common/fetching.rs"]
 mod fetching;
@@ -32,20 +33,35 @@ fn serve(repo: &BareRepo) -> (GitDaemon, String) {
     (daemon, url)
 }
 
+/// The repository from a git daemon that filters objects (the partial fetch) and from one that
+/// does not (the whole tip), with the mode each fetch reports: what a test asserts of the crate's
+/// content holds on both paths.
+fn served(repo: &BareRepo) -> [(GitDaemon, String, FetchMode); 2] {
+    let filtering = GitDaemon::start_filtering(repo.base_dir()).expect("git daemon");
+    let url = filtering.url(repo.name());
+    let (plain, plain_url) = serve(repo);
+    [
+        (filtering, url, FetchMode::Partial),
+        (plain, plain_url, FetchMode::Full),
+    ]
+}
+
 #[test]
 fn a_crate_is_read_over_git_daemon_at_the_branch_head() {
     let repo = crate_repo();
-    let (_daemon, url) = serve(&repo);
-    let fetched = Fetch::of(url).run().expect("fetch");
-    assert_eq!(
-        fetched,
-        Fetched::File {
-            commit: repo.head("main"),
-            content: CRATE.to_vec(),
-            missing: None,
-            mode: FetchMode::Full,
-        }
-    );
+    for (_daemon, url, mode) in served(&repo) {
+        eprintln!("{mode:?}");
+        let fetched = Fetch::of(url).run().expect("fetch");
+        assert_eq!(
+            fetched,
+            Fetched::File {
+                commit: repo.head("main"),
+                content: CRATE.to_vec(),
+                missing: None,
+                mode,
+            }
+        );
+    }
 }
 
 #[test]
@@ -58,30 +74,32 @@ fn payload_paths_are_looked_up_in_the_commits_trees_beside_the_metadata_file() {
         .commit("crate")
         .build_bare()
         .expect("repo");
-    let (_daemon, url) = serve(&repo);
-    let asked = [
-        "rows/a.csv",
-        "rows",
-        "rows/b.csv",
-        "notes/x.txt",
-        "notes",
-        "gone",
-    ];
-    let fetch = Fetch {
-        payload_paths: Some(asked.iter().map(ToString::to_string).collect()),
-        ..Fetch::of(url)
-    };
-    let Fetched::File { missing, .. } = fetch.run().expect("fetch") else {
-        panic!("the file was fetched");
-    };
-    assert_eq!(
-        missing,
-        Some(vec![
-            "rows/b.csv".to_owned(),
-            "notes/x.txt".to_owned(),
-            "gone".to_owned()
-        ])
-    );
+    for (_daemon, url, mode) in served(&repo) {
+        eprintln!("{mode:?}");
+        let asked = [
+            "rows/a.csv",
+            "rows",
+            "rows/b.csv",
+            "notes/x.txt",
+            "notes",
+            "gone",
+        ];
+        let fetch = Fetch {
+            payload_paths: Some(asked.iter().map(ToString::to_string).collect()),
+            ..Fetch::of(url)
+        };
+        let Fetched::File { missing, .. } = fetch.run().expect("fetch") else {
+            panic!("the file was fetched");
+        };
+        assert_eq!(
+            missing,
+            Some(vec![
+                "rows/b.csv".to_owned(),
+                "notes/x.txt".to_owned(),
+                "gone".to_owned()
+            ])
+        );
+    }
 }
 
 #[test]
@@ -94,20 +112,22 @@ fn the_requested_branch_is_read_not_the_default_one() {
         .commit("dev")
         .build_bare()
         .expect("repo");
-    let (_daemon, url) = serve(&repo);
-    let fetch = Fetch {
-        branch: "dev".into(),
-        ..Fetch::of(url)
-    };
-    assert_eq!(
-        fetch.run().expect("fetch"),
-        Fetched::File {
-            commit: repo.head("dev"),
-            content: b"{\"dev\":true}".to_vec(),
-            missing: None,
-            mode: FetchMode::Full,
-        }
-    );
+    for (_daemon, url, mode) in served(&repo) {
+        eprintln!("{mode:?}");
+        let fetch = Fetch {
+            branch: "dev".into(),
+            ..Fetch::of(url)
+        };
+        assert_eq!(
+            fetch.run().expect("fetch"),
+            Fetched::File {
+                commit: repo.head("dev"),
+                content: b"{\"dev\":true}".to_vec(),
+                missing: None,
+                mode,
+            }
+        );
+    }
 }
 
 #[test]
@@ -185,22 +205,24 @@ fn a_new_commit_is_fetched_even_when_a_previous_one_was_loaded() {
     let old = repo.head("main");
     repo.update(|b| b.file(META, b"{\"v\":2}").commit("second"))
         .expect("update");
-    let (_daemon, url) = serve(&repo);
-    let fetch = Fetch {
-        skip_if_head_is: Some(old.clone()),
-        ..Fetch::of(url)
-    };
-    let fetched = fetch.run().expect("fetch");
-    assert_ne!(fetched.commit(), old);
-    assert_eq!(
-        fetched,
-        Fetched::File {
-            commit: repo.head("main"),
-            content: b"{\"v\":2}".to_vec(),
-            missing: None,
-            mode: FetchMode::Full,
-        }
-    );
+    for (_daemon, url, mode) in served(&repo) {
+        eprintln!("{mode:?}");
+        let fetch = Fetch {
+            skip_if_head_is: Some(old.clone()),
+            ..Fetch::of(url)
+        };
+        let fetched = fetch.run().expect("fetch");
+        assert_ne!(fetched.commit(), old);
+        assert_eq!(
+            fetched,
+            Fetched::File {
+                commit: repo.head("main"),
+                content: b"{\"v\":2}".to_vec(),
+                missing: None,
+                mode,
+            }
+        );
+    }
 }
 
 #[test]
@@ -212,36 +234,40 @@ fn a_missing_branch_is_not_found_and_the_existing_branches_are_listed() {
         .commit("r")
         .build_bare()
         .expect("repo");
-    let (_daemon, url) = serve(&repo);
-    let err = Fetch {
-        branch: "mian".into(),
-        ..Fetch::of(url)
+    for (_daemon, url, mode) in served(&repo) {
+        eprintln!("{mode:?}");
+        let err = Fetch {
+            branch: "mian".into(),
+            ..Fetch::of(url)
+        }
+        .fails();
+        assert_eq!(err.outcome(), Outcome::NotFound);
+        assert!(
+            err.to_string()
+                .contains("branch \"mian\" does not exist; check spec.repo.branch (branches: "),
+            "{err}"
+        );
+        assert!(err.to_string().contains("release"), "{err}");
     }
-    .fails();
-    assert_eq!(err.outcome(), Outcome::NotFound);
-    assert!(
-        err.to_string()
-            .contains("branch \"mian\" does not exist; check spec.repo.branch (branches: "),
-        "{err}"
-    );
-    assert!(err.to_string().contains("release"), "{err}");
 }
 
 #[test]
 fn a_missing_metadata_file_is_not_found_and_names_the_path_and_revision() {
     let repo = crate_repo();
-    let (_daemon, url) = serve(&repo);
-    let err = Fetch {
-        path: "/ro-crate-metadata.json".into(),
-        ..Fetch::of(url)
+    for (_daemon, url, mode) in served(&repo) {
+        eprintln!("{mode:?}");
+        let err = Fetch {
+            path: "/ro-crate-metadata.json".into(),
+            ..Fetch::of(url)
+        }
+        .fails();
+        assert!(matches!(err, FetchError::FileNotFound { .. }), "{err}");
+        let expected = format!(
+            "failed to read /ro-crate-metadata.json at main@sha1:{}: no such file; check spec.path",
+            repo.head("main")
+        );
+        assert_eq!(err.to_string(), expected);
     }
-    .fails();
-    assert!(matches!(err, FetchError::FileNotFound { .. }), "{err}");
-    let expected = format!(
-        "failed to read /ro-crate-metadata.json at main@sha1:{}: no such file; check spec.path",
-        repo.head("main")
-    );
-    assert_eq!(err.to_string(), expected);
 }
 
 #[test]
@@ -253,7 +279,6 @@ fn a_missing_repository_is_not_found_over_http_and_git_daemon() {
         matches!(err, FetchError::RepositoryNotFound { .. }),
         "{err}"
     );
-    let (_daemon, _) = serve(&repo);
     let daemon = GitDaemon::start(repo.base_dir()).expect("daemon");
     let err = Fetch::of(daemon.url("nope.git")).fails();
     assert_eq!(err.outcome(), Outcome::NotFound, "{err}");
@@ -266,13 +291,15 @@ fn a_symlink_at_the_metadata_path_is_refused() {
         .commit("evil")
         .build_bare()
         .expect("repo");
-    let (_daemon, url) = serve(&repo);
-    let err = Fetch::of(url).fails();
-    assert!(
-        matches!(&err, FetchError::NotAFile { kind, .. } if kind == "symbolic link"),
-        "{err}"
-    );
-    assert_eq!(err.outcome(), Outcome::InvalidCrate);
+    for (_daemon, url, mode) in served(&repo) {
+        eprintln!("{mode:?}");
+        let err = Fetch::of(url).fails();
+        assert!(
+            matches!(&err, FetchError::NotAFile { kind, .. } if kind == "symbolic link"),
+            "{err}"
+        );
+        assert_eq!(err.outcome(), Outcome::InvalidCrate);
+    }
 }
 
 #[test]
@@ -283,14 +310,16 @@ fn a_symlinked_directory_on_the_way_to_the_metadata_is_refused() {
         .commit("evil")
         .build_bare()
         .expect("repo");
-    let (_daemon, url) = serve(&repo);
-    let err = Fetch::of(url).fails();
-    assert!(
-        err.to_string()
-            .starts_with("failed to read /bagit at main@sha1:"),
-        "{err}"
-    );
-    assert!(err.to_string().contains("symbolic link"), "{err}");
+    for (_daemon, url, mode) in served(&repo) {
+        eprintln!("{mode:?}");
+        let err = Fetch::of(url).fails();
+        assert!(
+            err.to_string()
+                .starts_with("failed to read /bagit at main@sha1:"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
 }
 
 #[test]
@@ -301,12 +330,14 @@ fn a_gitlink_at_the_metadata_path_is_refused() {
         .commit("sub")
         .build_bare()
         .expect("repo");
-    let (_daemon, url) = serve(&repo);
-    let err = Fetch::of(url).fails();
-    assert!(
-        matches!(&err, FetchError::NotAFile { kind, .. } if kind == "submodule (gitlink)"),
-        "{err}"
-    );
+    for (_daemon, url, mode) in served(&repo) {
+        eprintln!("{mode:?}");
+        let err = Fetch::of(url).fails();
+        assert!(
+            matches!(&err, FetchError::NotAFile { kind, .. } if kind == "submodule (gitlink)"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -327,16 +358,18 @@ fn submodules_elsewhere_in_the_tree_are_never_fetched() {
         .commit("with submodule")
         .build_bare()
         .expect("repo");
-    let (_daemon, url) = serve(&repo);
-    assert_eq!(
-        Fetch::of(url).run().expect("fetch").commit(),
-        repo.head("main")
-    );
-    assert_eq!(
-        other_daemon.connections(),
-        0,
-        "the submodule's server was contacted"
-    );
+    for (_daemon, url, mode) in served(&repo) {
+        eprintln!("{mode:?}");
+        assert_eq!(
+            Fetch::of(url).run().expect("fetch").commit(),
+            repo.head("main")
+        );
+        assert_eq!(
+            other_daemon.connections(),
+            0,
+            "the submodule's server was contacted"
+        );
+    }
 }
 
 #[test]
@@ -346,10 +379,12 @@ fn a_directory_at_the_metadata_path_is_refused() {
         .commit("dir")
         .build_bare()
         .expect("repo");
-    let (_daemon, url) = serve(&repo);
-    assert!(
-        matches!(Fetch::of(url).fails(), FetchError::NotAFile { kind, .. } if kind == "directory")
-    );
+    for (_daemon, url, mode) in served(&repo) {
+        eprintln!("{mode:?}");
+        assert!(
+            matches!(Fetch::of(url).fails(), FetchError::NotAFile { kind, .. } if kind == "directory")
+        );
+    }
 }
 
 #[test]
@@ -365,9 +400,11 @@ fn hooks_in_the_repository_never_run() {
         .commit("hooks")
         .build_bare()
         .expect("repo");
-    let (_daemon, url) = serve(&repo);
-    Fetch::of(url).run().expect("fetch");
-    assert!(!flag.exists(), "a hook from the repository ran");
+    for (_daemon, url, mode) in served(&repo) {
+        eprintln!("{mode:?}");
+        Fetch::of(url).run().expect("fetch");
+        assert!(!flag.exists(), "a hook from the repository ran");
+    }
 }
 
 #[test]
@@ -377,21 +414,23 @@ fn an_oversize_metadata_blob_is_refused() {
         .commit("huge")
         .build_bare()
         .expect("repo");
-    let (_daemon, url) = serve(&repo);
-    let limits = FetchLimits {
-        max_file_bytes: MIB,
-        ..FetchLimits::default()
-    };
-    let err = Fetch {
-        limits,
-        ..Fetch::of(url)
+    for (_daemon, url, mode) in served(&repo) {
+        eprintln!("{mode:?}");
+        let limits = FetchLimits {
+            max_file_bytes: MIB,
+            ..FetchLimits::default()
+        };
+        let err = Fetch {
+            limits,
+            ..Fetch::of(url)
+        }
+        .fails();
+        assert!(
+            matches!(err, FetchError::FileTooLarge { size, .. } if size == 2 * MIB),
+            "{err}"
+        );
+        assert_eq!(err.outcome(), Outcome::LimitExceeded);
     }
-    .fails();
-    assert!(
-        matches!(err, FetchError::FileTooLarge { size, .. } if size == 2 * MIB),
-        "{err}"
-    );
-    assert_eq!(err.outcome(), Outcome::LimitExceeded);
 }
 
 #[test]

@@ -4,18 +4,23 @@
 //! terminal escapes. Each case asserts the outcome (permanent where retrying cannot help) and,
 //! where memory is at stake, the peak the kernel measured.
 //!
+//! The loader fetches in git protocol v2 where the server speaks it and in v0 through libgit2
+//! where it does not, so every attack on the listing or the pack is made by a server of each kind
+//! ([`served_both_ways`]); the v2 server offers filters, which puts the loader on its partial
+//! path. The protocol v2 exchanges of their own (`ls-refs`, the blob want) are in `hostile_v2.rs`.
+//!
 //! Memory cases run the `crate-loader` binary, since the memory cap lives in its fetch worker;
 //! the others call the library's fetch directly.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 
 #[path = "common/binary.rs"]
 mod binary;
 #[path = "common/fetching.rs"]
 mod fetching;
+#[path = "common/hostile.rs"]
+mod hostile_fixtures;
 
-use binary::loader;
 use crate_loader::fetch::{FetchError, Fetched};
 use crate_operator_api::contract::Outcome;
 use crate_test_support::hostile::pack::{commit_bytes, tree_bytes};
@@ -23,42 +28,104 @@ use crate_test_support::hostile::repos::{
     blob_mode_tree_entry, branches_at_non_commits, many_branches,
 };
 use crate_test_support::hostile::{
-    BLOB_BRANCH, DaemonScript, ObjectKind, PackBuilder, PackResponse, RefAdvertisement, Reply,
-    ScriptedGitDaemon, ScriptedHttp, Shallow, TAG_BRANCH, TREE_BRANCH, TreeItem, copy_bomb,
-    object_id, smart_git,
+    BLOB_BRANCH, DaemonScript, FetchAnswer, ObjectKind, PackBuilder, PackResponse,
+    RefAdvertisement, Reply, ScriptedGitDaemon, ScriptedHttp, Shallow, TAG_BRANCH, TREE_BRANCH,
+    TreeItem, V2Script, copy_bomb, object_id, smart_git,
 };
-use crate_test_support::{GitDaemon, RepoBuilder, SmartHttp};
+use crate_test_support::{GitDaemon, MIB, RepoBuilder, SmartHttp};
 use fetching::Fetch;
+use hostile_fixtures::{CRATE, META, crate_pack, preview};
 
-const META: &str = "ro-crate-metadata.json";
-const CRATE: &[u8] = br#"{"@context":"https://w3id.org/ro/crate/1.1/context","@graph":[]}"#;
 const TOKEN: &str = "s3cret-token-that-must-stay-home";
-const MIB: u64 = 1024 * 1024;
 const OTHER_HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-/// A valid one-file crate as a pack: (commit id, pack bytes).
-fn crate_pack(extra: impl FnOnce(&mut PackBuilder)) -> (String, Vec<u8>) {
-    let mut pack = PackBuilder::new();
-    let blob = pack.blob(CRATE.to_vec());
-    let tree = pack.tree(&[TreeItem::file(META, blob)]);
-    let commit = pack.commit(tree, &[], "crate");
-    extra(&mut pack);
-    (commit.hex(), pack.build())
+/// A server of a hostile answer (see [`served_both_ways`]).
+struct Server {
+    /// Whether it answers a client asking for protocol v2 in v2.
+    v2: bool,
+    daemon: ScriptedGitDaemon,
 }
 
-fn daemon_serving(
+impl Server {
+    fn url(&self) -> String {
+        self.daemon.url("/crate.git")
+    }
+
+    /// Names the path taken in assertion messages.
+    fn path(&self) -> &'static str {
+        if self.v2 {
+            "protocol v2 (partial)"
+        } else {
+            "protocol v0 (libgit2)"
+        }
+    }
+
+    /// On the v2 server, the failure ended the load where it arose: one connection, which sent
+    /// a fetch command, and no second transfer in v0 after it.
+    fn ended_without_falling_back(&self) {
+        if !self.v2 {
+            return;
+        }
+        let requests = self.daemon.requests();
+        assert_eq!(requests.len(), 1, "{requests:#?}");
+        assert!(
+            requests[0].lines.iter().any(|l| l == "command=fetch"),
+            "{requests:#?}"
+        );
+    }
+}
+
+/// `refs` and `response` as a v0-only server says them, and as a v2 server with filters says
+/// them to a client asking for v2 (the same in v0 to one that does not).
+fn served_both_ways(refs: &[(&str, &str)], response: &PackResponse) -> [Server; 2] {
+    let refs: Vec<(String, String)> = refs
+        .iter()
+        .map(|(id, name)| ((*id).to_owned(), (*name).to_owned()))
+        .collect();
+    let v0 = DaemonScript::UploadPack {
+        advertisement: RefAdvertisement::new(refs.clone()),
+        response: response.clone(),
+    };
+    let v2 = DaemonScript::V2(V2Script::new(
+        refs,
+        vec![FetchAnswer::Pack(response.clone())],
+    ));
+    let both = {
+        let v0 = v0.clone();
+        move |request: &crate_test_support::hostile::GitRequest| {
+            if request.extra.iter().any(|e| e == "version=2") {
+                v2.clone()
+            } else {
+                v0.clone()
+            }
+        }
+    };
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    [
+        Server {
+            v2: false,
+            daemon: ScriptedGitDaemon::start(v0).expect("v0 daemon"),
+        },
+        Server {
+            v2: true,
+            daemon: ScriptedGitDaemon::start_on(localhost, both).expect("v2 daemon"),
+        },
+    ]
+}
+
+/// [`served_both_ways`] for the branch `main` at `commit`.
+fn serving(
     commit: &str,
     pack: Vec<u8>,
     response: impl FnOnce(PackResponse) -> PackResponse,
-) -> ScriptedGitDaemon {
-    ScriptedGitDaemon::start(DaemonScript::UploadPack {
-        advertisement: RefAdvertisement::new([(commit.to_owned(), "refs/heads/main".to_owned())]),
-        response: response(PackResponse::new(pack)),
-    })
-    .expect("scripted daemon")
+) -> [Server; 2] {
+    served_both_ways(
+        &[(commit, "refs/heads/main")],
+        &response(PackResponse::new(pack)),
+    )
 }
 
 fn crate_repo() -> crate_test_support::BareRepo {
@@ -74,88 +141,6 @@ fn fetch_of(url: impl Into<String>) -> Fetch {
     Fetch {
         path: format!("/{META}"),
         ..Fetch::of(url)
-    }
-}
-
-/// `crate-loader preview` as a Job would run it, with a memory budget, and what it reported.
-struct Run {
-    code: i32,
-    stderr: String,
-    /// Peak resident memory of the fetch worker and of the loader, in bytes, as measured by
-    /// the kernel (the loader's "fetch worker finished" log line).
-    peaks: Option<(u64, u64)>,
-}
-
-const TEST_MEMORY: u64 = 128 * MIB;
-
-fn preview(url: &str, args: &[&str], env: &[(&str, &Path)]) -> Run {
-    let mut cmd = loader();
-    cmd.args([
-        "--log-format",
-        "json",
-        "preview",
-        "--allow-insecure-transport",
-        "--repo",
-        url,
-    ])
-    .args(["--path", META])
-    .args(["--max-memory-bytes", &TEST_MEMORY.to_string()])
-    .args(args);
-    if !args.contains(&"--timeout") {
-        cmd.args(["--timeout", "60s"]);
-    }
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    let out = cmd.output().expect("crate-loader runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let peaks = stderr.lines().find_map(|line| {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        (v["message"] == "fetch worker finished").then(|| {
-            (
-                v["worker_peak_kib"].as_u64().unwrap_or(u64::MAX) * 1024,
-                v["loader_peak_kib"].as_u64().unwrap_or(u64::MAX) * 1024,
-            )
-        })
-    });
-    Run {
-        code: out.status.code().expect("exited, not killed"),
-        stderr,
-        peaks,
-    }
-}
-
-impl Run {
-    /// Asserts a permanent limit failure whose message mentions `words`, within the memory cap.
-    fn limit_exceeded(&self, words: &str) {
-        assert_eq!(
-            self.code,
-            Outcome::LimitExceeded.exit_code(),
-            "{}",
-            self.stderr
-        );
-        assert!(self.stderr.contains(words), "{}", self.stderr);
-        self.within_memory();
-    }
-
-    /// The worker stayed under its cap (plus what RLIMIT_DATA does not count: the binary and
-    /// shared libraries), and the loader itself stayed small.
-    fn within_memory(&self) {
-        let (worker, loader) = self
-            .peaks
-            .expect("the loader reports the worker's peak memory");
-        eprintln!(
-            "peak memory: worker {} KiB, loader {} KiB",
-            worker / 1024,
-            loader / 1024
-        );
-        assert!(
-            worker <= TEST_MEMORY + 32 * MIB,
-            "worker peak {} MiB over the {} MiB budget",
-            worker / MIB,
-            TEST_MEMORY / MIB
-        );
-        assert!(loader <= 64 * MIB, "loader peak {} MiB", loader / MIB);
     }
 }
 
@@ -412,13 +397,12 @@ fn a_delta_bomb_is_refused_as_a_limit_within_the_memory_budget() {
         "the bomb is small on the wire: {}",
         pack.len()
     );
-    let daemon = daemon_serving(&commit, pack, |r| r);
-    let run = preview(
-        &daemon.url("/crate.git"),
-        &["--max-transfer-bytes", "100000"],
-        &[],
-    );
-    run.limit_exceeded("expands to more than");
+    for server in serving(&commit, pack, |r| r) {
+        let run = preview(&server.url(), &["--max-transfer-bytes", "100000"], &[]);
+        eprintln!("{}", server.path());
+        run.limit_exceeded("expands to more than");
+        server.ended_without_falling_back();
+    }
 }
 
 #[test]
@@ -439,14 +423,21 @@ fn an_endless_ref_advertisement_stops_at_the_transfer_budget() {
 }
 
 #[test]
-fn an_endless_ref_advertisement_stops_at_the_memory_budget_whatever_the_transfer_budget() {
-    let daemon = ScriptedGitDaemon::start(DaemonScript::endless_advertisement()).expect("daemon");
-    let run = preview(
-        &daemon.url("/crate.git"),
-        &["--max-transfer-bytes", "100000000000"],
-        &[],
-    );
-    run.limit_exceeded("memory budget");
+fn an_endless_ref_listing_stops_at_the_memory_budget_whatever_the_transfer_budget() {
+    // In v0 the refs are advertised; in v2 they are the answer to ls-refs.
+    for script in [
+        DaemonScript::endless_advertisement(),
+        DaemonScript::V2(V2Script::endless_ls_refs()),
+    ] {
+        let daemon = ScriptedGitDaemon::start(script).expect("daemon");
+        let run = preview(
+            &daemon.url("/crate.git"),
+            &["--max-transfer-bytes", "100000000000"],
+            &[],
+        );
+        run.limit_exceeded("memory budget");
+        assert_eq!(daemon.connections(), 1, "no second attempt after a budget");
+    }
 }
 
 #[test]
@@ -472,13 +463,12 @@ fn an_endless_http_advertisement_stops_at_the_transfer_budget() {
 #[test]
 fn endless_shallow_lines_stop_at_the_transfer_budget() {
     let (commit, pack) = crate_pack(|_| {});
-    let daemon = daemon_serving(&commit, pack, |r| r.shallow(Shallow::Endless));
-    let run = preview(
-        &daemon.url("/crate.git"),
-        &["--max-transfer-bytes", "1048576"],
-        &[],
-    );
-    run.limit_exceeded("1048576-byte budget");
+    for server in serving(&commit, pack, |r| r.shallow(Shallow::Endless)) {
+        let run = preview(&server.url(), &["--max-transfer-bytes", "1048576"], &[]);
+        eprintln!("{}", server.path());
+        run.limit_exceeded("1048576-byte budget");
+        server.ended_without_falling_back();
+    }
 }
 
 #[test]
@@ -489,9 +479,12 @@ fn a_pack_claiming_four_billion_objects_is_refused_before_allocating_for_them() 
     let tree = pack.tree(&[TreeItem::file(META, blob)]);
     pack.commit(tree, &[], "crate");
     let bytes = pack.claim_count(u32::MAX).build();
-    let daemon = daemon_serving(&commit, bytes, |r| r);
-    let run = preview(&daemon.url("/crate.git"), &[], &[]);
-    run.limit_exceeded("more than 200000 objects");
+    for server in serving(&commit, bytes, |r| r) {
+        let run = preview(&server.url(), &[], &[]);
+        eprintln!("{}", server.path());
+        run.limit_exceeded("more than 200000 objects");
+        server.ended_without_falling_back();
+    }
 }
 
 #[test]
@@ -545,11 +538,29 @@ fn objects_missing_from_the_pack_are_an_invalid_crate() {
     let tree_id = object_id(ObjectKind::Tree, &tree);
     // The commit, without its tree or blob.
     let commit = pack.object(ObjectKind::Commit, commit_bytes(tree_id, &[], "crate"));
-    let daemon = daemon_serving(&commit.hex(), pack.build(), |r| r);
-    let err = fetch_of(daemon.url("/crate.git")).fails();
-    assert!(matches!(err, FetchError::Damaged { .. }), "{err:?}");
-    assert!(err.to_string().contains("is missing"), "{err}");
-    assert_eq!(err.outcome(), Outcome::InvalidCrate);
+    for server in serving(&commit.hex(), pack.build(), |r| r) {
+        let err = fetch_of(server.url()).fails();
+        let path = server.path();
+        assert!(matches!(err, FetchError::Damaged { .. }), "{path}: {err:?}");
+        assert!(err.to_string().contains("is missing"), "{path}: {err}");
+        assert_eq!(err.outcome(), Outcome::InvalidCrate, "{path}");
+        server.ended_without_falling_back();
+    }
+}
+
+#[test]
+fn a_pack_git_cannot_index_is_an_invalid_crate_fetched_once() {
+    let (commit, pack) = crate_pack(|_| {});
+    // A valid header and object count, then bytes that are no object at all.
+    let mut garbage = pack[..12].to_vec();
+    garbage.extend_from_slice(&[0xff; 64]);
+    for server in serving(&commit, garbage, |r| r) {
+        let err = fetch_of(server.url()).fails();
+        let path = server.path();
+        assert!(matches!(err, FetchError::BadPack { .. }), "{path}: {err:?}");
+        assert_eq!(err.outcome(), Outcome::InvalidCrate, "{path}");
+        server.ended_without_falling_back();
+    }
 }
 
 #[test]
@@ -606,19 +617,17 @@ fn a_daemon_refusing_the_repository_is_not_found_with_its_words_escaped() {
 #[test]
 fn ref_names_with_terminal_escapes_are_listed_escaped() {
     let (commit, pack) = crate_pack(|_| {});
-    let daemon = ScriptedGitDaemon::start(DaemonScript::UploadPack {
-        advertisement: RefAdvertisement::new([(commit, "refs/heads/\x1b[31mred\x07".to_owned())]),
-        response: PackResponse::new(pack),
-    })
-    .expect("daemon");
-    let err = fetch_of(daemon.url("/crate.git")).fails();
-    let message = err.to_string();
-    assert!(
-        matches!(err, FetchError::BranchNotFound { .. }),
-        "{message}"
-    );
-    assert!(message.contains("\\u{1b}[31mred\\u{7}"), "{message}");
-    assert!(!message.chars().any(char::is_control), "{message:?}");
+    let refs = [(commit.as_str(), "refs/heads/\x1b[31mred\x07")];
+    for server in served_both_ways(&refs, &PackResponse::new(pack)) {
+        let err = fetch_of(server.url()).fails();
+        let message = format!("{}: {err}", server.path());
+        assert!(
+            matches!(err, FetchError::BranchNotFound { .. }),
+            "{message}"
+        );
+        assert!(message.contains("\\u{1b}[31mred\\u{7}"), "{message}");
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+    }
 }
 
 #[test]

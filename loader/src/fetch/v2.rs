@@ -14,10 +14,11 @@
 //! A server that answers in protocol v0 (an ssh server that drops `GIT_PROTOCOL`, an old
 //! server) or refuses a request yields [`Attempt::Unsupported`], and the caller fetches through
 //! libgit2 as before. A failure the session recorded (budget, deadline, network, host key,
-//! credentials) is final on every path.
+//! credentials) is final on every path, and so is a pack the indexer refuses: the v0 fetch would
+//! only transfer it again to refuse it the same way.
 
 use std::fmt::Display;
-use std::io;
+use std::io::{self, Read, Write};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -32,7 +33,7 @@ use gix_protocol::{Command, LsRefsCommand};
 use gix_utils::progress::Discard;
 
 use super::tree::{self, Origin};
-use super::{FetchError, FetchRequest};
+use super::{FetchError, FetchLimits, FetchRequest};
 use crate::transport::{self, Session, V2Transport};
 use crate_operator_api::contract::FetchMode;
 
@@ -121,8 +122,8 @@ pub(super) fn fetch(
             "the server offers no object filter (git: uploadpack.allowFilter): fetching every object of the branch tip"
         );
     }
-    if let Err(detail) = receive(&mut conn, tip, repo, session, req.limits.max_objects) {
-        return refused(session, "the branch tip", &detail);
+    if let Err(failure) = receive(&mut conn, tip, repo, session, &req.limits) {
+        return refused(session, "the branch tip", failure);
     }
     let head = Oid::from_bytes(head.as_bytes()).map_err(|e| final_error(session, &e))?;
     if !partial {
@@ -145,8 +146,8 @@ pub(super) fn fetch(
         gix_hash::ObjectId::try_from(blob.as_bytes()).map_err(|e| final_error(session, &e))?;
     let mut file = Arguments::new(Protocol::V2, features, false);
     file.want(blob);
-    if let Err(detail) = receive(&mut conn, file, repo, session, req.limits.max_objects) {
-        return refused(session, "the metadata file's blob", &detail);
+    if let Err(failure) = receive(&mut conn, file, repo, session, &req.limits) {
+        return refused(session, "the metadata file's blob", failure);
     }
     Ok(Attempt::Fetched {
         head,
@@ -184,39 +185,65 @@ fn ref_name(r: &Ref) -> &str {
     std::str::from_utf8(full_ref_name).unwrap_or("")
 }
 
-/// Sends one fetch command and indexes the pack it answers with into `repo`. An error is the
-/// server's refusal or a broken exchange, as text; a reason the session recorded wins over it.
+/// Why a fetch command brought no objects.
+enum Failure {
+    /// The server refused the request or broke the exchange (what it said, for the log): the
+    /// v0 fetch may still work.
+    Refused(String),
+    /// The pack arrived but cannot be stored (bad, or over a budget): final.
+    Pack(FetchError),
+}
+
+/// Sends one fetch command and indexes the pack it answers with into `repo`.
 fn receive(
     conn: &mut V2Connection,
     mut args: Arguments,
     repo: &Repository,
     session: &Session,
-    max_objects: u64,
-) -> Result<(), String> {
-    let mut reader = args.send(conn, true).map_err(|e| e.to_string())?;
+    limits: &FetchLimits,
+) -> Result<(), Failure> {
+    let refused = |e: &dyn Display| Failure::Refused(e.to_string());
+    let mut reader = args.send(conn, true).map_err(|e| refused(&e))?;
     let response = Response::from_line_reader(Protocol::V2, &mut reader, true, false)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| refused(&e))?;
     if !response.has_pack() {
-        return Err("the server sent no pack".to_owned());
+        return Err(refused(&"the server sent no pack"));
     }
     // Progress messages are read (and counted by the transport) but not shown.
     reader.set_progress_handler(Some(Box::new(|_, _| ControlFlow::Continue(()))));
-    let odb = repo.odb().map_err(|e| e.message().to_owned())?;
-    let mut pack = odb.packwriter().map_err(|e| e.message().to_owned())?;
-    pack.progress(super::within_budget(session, max_objects));
-    io::copy(&mut reader, &mut pack).map_err(|e| e.to_string())?;
-    pack.commit().map_err(|e| e.message().to_owned())?;
+    let local = |e: git2::Error| Failure::Pack(FetchError::Local(e.message().to_owned()));
+    let odb = repo.odb().map_err(local)?;
+    let mut pack = odb.packwriter().map_err(local)?;
+    pack.progress(super::within_budget(session, limits.max_objects));
+    // Not io::copy: a failed read is the server's doing, a failed write the indexer's refusal,
+    // which libgit2 explains in its last error (the writer's own error says only "Write error").
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(refused(&e)),
+        };
+        if pack.write_all(&buf[..n]).is_err() {
+            let error = git2::Error::last_error(-1);
+            return Err(Failure::Pack(super::classify(session, limits, &error)));
+        }
+    }
+    pack.commit()
+        .map_err(|e| Failure::Pack(super::classify(session, limits, &e)))?;
     Ok(())
 }
 
-/// A request the server did not answer with a usable pack: final when the session recorded
-/// why (a budget, the deadline, the network), otherwise a reason to fetch in full instead.
-fn refused(session: &Session, what: &str, detail: &str) -> Result<Attempt, FetchError> {
-    match session.take_failure() {
-        Some(recorded) => Err(recorded),
-        None => Ok(Attempt::Unsupported(format!(
+/// A request that brought no objects: final when the session recorded why (a budget, the
+/// deadline, the network) or the pack was refused, otherwise a reason to fetch in v0 instead.
+fn refused(session: &Session, what: &str, failure: Failure) -> Result<Attempt, FetchError> {
+    match (session.take_failure(), failure) {
+        (Some(recorded), _) => Err(recorded),
+        (None, Failure::Pack(error)) => Err(error),
+        (None, Failure::Refused(detail)) => Ok(Attempt::Unsupported(format!(
             "the server did not send {what}: {}",
-            crate::escape::controls(detail)
+            crate::escape::controls(&detail)
         ))),
     }
 }

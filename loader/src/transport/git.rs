@@ -63,6 +63,16 @@ pub(super) fn connect(session: &Session, host: &str, port: u16) -> io::Result<Tc
     Err(session.network(&format!("connecting to {host}:{port}"), &error))
 }
 
+/// Acknowledges what the server sends at once instead of after Linux's delayed-ACK timer
+/// (40 ms). A server without `TCP_NODELAY` (git daemon's upload-pack) holds back its next small
+/// write, such as the pack after `shallow-info`, until the previous one is acknowledged; and in
+/// a request/response exchange the kernel delays ACKs, hoping to send them with the next
+/// request. The mode is not sticky (the kernel returns to delayed ACKs as it sees fit), so it is
+/// set before every read; failing to set it only costs time.
+pub(super) fn quick_ack(tcp: &TcpStream) {
+    let _ = socket2::SockRef::from(tcp).set_tcp_quickack(true);
+}
+
 fn pkt_line(payload: &str) -> String {
     format!("{:04x}{payload}", payload.len() + 4)
 }
@@ -76,7 +86,9 @@ struct Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.session.remaining()?;
-        self.reader.get_mut().set_read_timeout(Some(left))?;
+        let tcp = self.reader.get_mut();
+        tcp.set_read_timeout(Some(left))?;
+        quick_ack(tcp);
         let n = self.reader.read(buf)?;
         if std::mem::take(&mut self.first)
             && let Some(message) = pkt_error(&buf[..n])

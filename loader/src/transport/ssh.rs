@@ -9,7 +9,7 @@ use crate_operator_api::repo_url::RepoUrl;
 use git2::transport::SmartSubtransportStream;
 use percent_encoding::percent_decode_str;
 
-use super::git::connect;
+use super::git::{connect, quick_ack};
 use super::metered::{Metered, pkt_error};
 use super::{Session, Wire};
 use crate::fetch::FetchError;
@@ -27,6 +27,10 @@ pub(super) fn open(
     let url = &session.url;
     let shown = session.shown_url();
     let tcp = connect(session, url.host(), url.effective_port())?;
+    // libssh2 owns the connection; a second handle to the socket sets its ACK mode.
+    let socket = tcp
+        .try_clone()
+        .map_err(|e| session.network("starting ssh", &e))?;
     let mut ssh = ssh2::Session::new().map_err(|e| session.network("starting ssh", &e))?;
     ssh.set_tcp_stream(tcp);
     ssh.set_timeout(timeout_ms(session)?);
@@ -82,6 +86,7 @@ pub(super) fn open(
         reader: Metered::new(channel, Arc::clone(session), "reading from the ssh server"),
         session: Arc::clone(session),
         ssh,
+        socket,
         first: true,
     }))
 }
@@ -130,6 +135,7 @@ struct Stream {
     session: Arc<Session>,
     /// Keeps the connection alive as long as the channel.
     ssh: ssh2::Session,
+    socket: std::net::TcpStream,
     first: bool,
 }
 
@@ -156,6 +162,7 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.ssh.set_timeout(timeout_ms(&self.session)?);
+        quick_ack(&self.socket);
         let n = self.reader.read(buf)?;
         if std::mem::take(&mut self.first) {
             if n == 0 {

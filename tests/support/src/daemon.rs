@@ -35,6 +35,15 @@ pub struct GitDaemon {
     _logdir: TempDir,
 }
 
+/// How [`GitDaemon::spawn`] runs the daemon.
+#[derive(Debug, Clone, Copy, Default)]
+struct Options {
+    /// Write `GIT_TRACE_PACKET` to the packet log.
+    trace: bool,
+    /// Let clients filter objects (`uploadpack.allowFilter`).
+    filter: bool,
+}
+
 impl GitDaemon {
     /// Starts serving the bare repositories in `base` (read-only: `upload-pack` only).
     pub fn start(base: &Path) -> Result<Self> {
@@ -50,17 +59,31 @@ impl GitDaemon {
     /// Like [`start_with`](Self::start_with), listening on `ip` (e.g. the test node's bridge
     /// address, which Pods can reach).
     pub fn start_on(ip: IpAddr, base: &Path, extra_args: &[&str]) -> Result<Self> {
-        Self::spawn(ip, base, extra_args, false)
+        Self::spawn(ip, base, extra_args, Options::default())
+    }
+
+    /// Like [`start`](Self::start), with `uploadpack.allowFilter` on for every repository, as
+    /// GitHub, GitLab and Gitea serve: clients may ask for a partial fetch.
+    pub fn start_filtering(base: &Path) -> Result<Self> {
+        let options = Options {
+            filter: true,
+            ..Options::default()
+        };
+        Self::spawn(IpAddr::V4(Ipv4Addr::LOCALHOST), base, &[], options)
     }
 
     /// Like [`start`](Self::start), with git's packet trace (`GIT_TRACE_PACKET`) of every
     /// `upload-pack` written to a file that [`packet_trace`](Self::packet_trace) reads: the
     /// request log of what clients asked for.
     pub fn start_traced(base: &Path) -> Result<Self> {
-        Self::spawn(IpAddr::V4(Ipv4Addr::LOCALHOST), base, &[], true)
+        let options = Options {
+            trace: true,
+            ..Options::default()
+        };
+        Self::spawn(IpAddr::V4(Ipv4Addr::LOCALHOST), base, &[], options)
     }
 
-    fn spawn(ip: IpAddr, base: &Path, extra_args: &[&str], trace: bool) -> Result<Self> {
+    fn spawn(ip: IpAddr, base: &Path, extra_args: &[&str], options: Options) -> Result<Self> {
         let exec_path = run(git().arg("--exec-path"))?;
         require_file(&Path::new(&exec_path).join("git-daemon"))?;
         let base = base.canonicalize()?;
@@ -70,7 +93,7 @@ impl GitDaemon {
         let log = logdir.path().join("daemon.log");
         File::create(&log)?;
         let packets = logdir.path().join("packets.log");
-        let trace: Vec<(&str, PathBuf)> = if trace {
+        let trace: Vec<(&str, PathBuf)> = if options.trace {
             vec![("GIT_TRACE_PACKET", packets.clone())]
         } else {
             Vec::new()
@@ -83,22 +106,26 @@ impl GitDaemon {
                 let spawned = (|| -> Result<_> {
                     let input = stream.try_clone()?;
                     let stderr = OpenOptions::new().append(true).open(&log)?;
-                    git()
-                        .args([
-                            "daemon",
-                            "--inetd",
-                            "--export-all",
-                            "--informative-errors",
-                            "--verbose",
-                            "--log-destination=stderr",
-                        ])
-                        .arg(format!("--base-path={}", base.display()))
-                        .args(&args)
-                        .envs(trace.iter().map(|(k, v)| (k, v)))
-                        .stdin(Stdio::from(OwnedFd::from(input)))
-                        .stdout(Stdio::from(OwnedFd::from(stream)))
-                        .stderr(Stdio::from(stderr))
-                        .spawn()
+                    let mut git = git();
+                    if options.filter {
+                        // Passed on to upload-pack in GIT_CONFIG_PARAMETERS.
+                        git.args(["-c", "uploadpack.allowFilter=true"]);
+                    }
+                    git.args([
+                        "daemon",
+                        "--inetd",
+                        "--export-all",
+                        "--informative-errors",
+                        "--verbose",
+                        "--log-destination=stderr",
+                    ])
+                    .arg(format!("--base-path={}", base.display()))
+                    .args(&args)
+                    .envs(trace.iter().map(|(k, v)| (k, v)))
+                    .stdin(Stdio::from(OwnedFd::from(input)))
+                    .stdout(Stdio::from(OwnedFd::from(stream)))
+                    .stderr(Stdio::from(stderr))
+                    .spawn()
                 })();
                 // On failure the connection is just closed; the client sees the error.
                 if let Ok(child) = spawned {

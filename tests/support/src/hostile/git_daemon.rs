@@ -1,5 +1,6 @@
-//! `ScriptedGitDaemon`: a `git://` server (protocol v0) written here, that says what a test
-//! scripts instead of what a repository holds.
+//! `ScriptedGitDaemon`: a `git://` server written here, that says what a test scripts instead
+//! of what a repository holds, in protocol v0 or v2 as scripted (a script can look at the
+//! client's `version=2` to choose).
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
@@ -11,6 +12,7 @@ use super::pktline::{self, Pkt, PktReader};
 use super::upload_pack::{
     self, DEFAULT_CAPABILITIES, Needs, PackResponse, RefAdvertisement, write_endless_advertisement,
 };
+use super::upload_pack_v2::{V2Command, V2Script};
 use super::{ByteCounter, Counted, SETTLE_TIMEOUT, Workers};
 use crate::Result;
 use crate::server::{AcceptLoop, lock};
@@ -40,6 +42,9 @@ pub enum DaemonScript {
     Close,
     /// These bytes verbatim, then close.
     Raw(Vec<u8>),
+    /// Protocol v2: the capability advertisement, then the script's answer to each command
+    /// until the client ends the session or the script hangs up.
+    V2(V2Script),
 }
 
 impl DaemonScript {
@@ -304,6 +309,17 @@ fn serve(stream: &TcpStream, connection: usize, state: &State) -> Result<()> {
             out.write_all(&advertisement.encode())?;
             out.flush()?;
             upload_pack(&mut reader, &mut out, &response, record)?;
+        }
+        DaemonScript::V2(script) => {
+            out.write_all(&script.advertisement())?;
+            out.flush()?;
+            while let Some(command) = V2Command::read(&mut reader, record)? {
+                let open = script.answer(&command, &mut out)?;
+                out.flush()?;
+                if !open {
+                    break;
+                }
+            }
         }
     }
     out.flush()?;

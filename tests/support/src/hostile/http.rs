@@ -29,6 +29,7 @@ use super::upload_pack::{
     DEFAULT_CAPABILITIES, PackResponse, RefAdvertisement, write_endless_advertisement,
     write_stateless_answer,
 };
+use super::upload_pack_v2::{V2Command, V2Script};
 use super::{ByteCounter, SETTLE_TIMEOUT};
 use crate::Result;
 use crate::server::lock;
@@ -154,6 +155,11 @@ pub enum Reply {
     /// the client asked to deepen (or the script forces one), then `NAK` and the pack when the
     /// body ends with `done`.
     UploadPackResult(PackResponse),
+    /// Protocol v2 as `git http-backend` speaks it to a client that sent `Git-Protocol:
+    /// version=2`: the capability advertisement for the ref discovery, the script's answer to
+    /// the command in an upload-pack request (`application/x-git-upload-pack-result`), `404`
+    /// for anything else.
+    V2(V2Script),
     /// The status line, then one header whose value never ends.
     EndlessHeaderValue,
     /// The status line, then header lines forever.
@@ -599,6 +605,20 @@ fn respond(request: &HttpRequest, reply: Reply) -> io::Result<Response<ResponseB
                 web::written_by(move |mut out| write_stateless_answer(&mut out, &body, &pack)),
             )
         }
+        Reply::V2(script) if request.is_ref_discovery() => response(
+            200,
+            &headers(&[("Content-Type", ADVERTISEMENT_TYPE), streamed[0]]),
+            web::full(script.advertisement()),
+        ),
+        Reply::V2(script) if request.is_upload_pack() => {
+            let command = V2Command::parse(&request.git_body()?);
+            response(
+                200,
+                &headers(&[("Content-Type", RESULT_TYPE), streamed[0]]),
+                web::written_by(move |mut out| script.answer(&command, &mut out).map(drop)),
+            )
+        }
+        Reply::V2(_) => response(404, &[], web::full("")),
         Reply::EndlessBody {
             content_type,
             chunk,

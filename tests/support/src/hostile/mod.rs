@@ -4,11 +4,13 @@
 //! - [`pack`]: packfiles built entry by entry ([`PackBuilder`]): any object, `OFS_DELTA` and
 //!   `REF_DELTA` entries with hand-made deltas, copy bombs ([`copy_bomb`]), a lying object count.
 //! - [`pktline`]: pkt-line framing helpers and a reader.
-//! - [`ScriptedGitDaemon`]: a `git://` server (protocol v0) that follows a [`DaemonScript`]:
-//!   an advertisement and a pack, an endless advertisement, `ERR`, or silence.
+//! - [`ScriptedGitDaemon`]: a `git://` server that follows a [`DaemonScript`]: an
+//!   advertisement and a pack, an endless advertisement, `ERR`, or silence in protocol v0, or a
+//!   protocol v2 [`V2Script`] (`ls-refs`, then scripted answers to each `fetch`).
 //! - [`ScriptedHttp`]: an HTTP/1.1 server (optionally TLS with its own CA) that answers each
 //!   request through a closure returning a [`Reply`]: responses, redirects, smart-HTTP
-//!   advertisements and upload-pack results, `401`, endless headers or bodies.
+//!   advertisements and upload-pack results (v0, or a [`V2Script`]'s answers), `401`, endless
+//!   headers or bodies.
 //! - Repository fixtures on [`crate::BareRepo`] ([`repos`]): branches pointing at trees, blobs
 //!   or tag objects, a blob-mode entry pointing at a tree, a million branches.
 //!
@@ -22,6 +24,7 @@ pub mod pack;
 pub mod pktline;
 pub mod repos;
 pub mod upload_pack;
+pub mod upload_pack_v2;
 
 use std::io::{self, Write};
 use std::sync::{Condvar, Mutex};
@@ -34,6 +37,7 @@ pub use pack::{
 };
 pub use repos::{BLOB_BRANCH, TAG_BRANCH, TREE_BRANCH};
 pub use upload_pack::{DEFAULT_CAPABILITIES, PackResponse, RefAdvertisement, Shallow};
+pub use upload_pack_v2::{FetchAnswer, LsRefs, V2_CAPABILITIES, V2Script};
 
 use crate::Result;
 use crate::server::lock;

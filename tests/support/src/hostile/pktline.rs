@@ -12,6 +12,9 @@ use crate::Result;
 /// The flush packet, `0000`: ends a list (the ref advertisement, the wants, a side-band stream).
 pub const FLUSH: &[u8] = b"0000";
 
+/// The delimiter packet, `0001`: separates the sections of a protocol v2 message.
+pub const DELIM: &[u8] = b"0001";
+
 /// Longest pkt-line git accepts, length digits included (`LARGE_PACKET_MAX`).
 pub const MAX_LINE: usize = 65520;
 

@@ -1,6 +1,6 @@
 //! What a scripted upload-pack says, shared by [`super::ScriptedGitDaemon`] (`git://`) and
 //! [`super::ScriptedHttp`] (smart HTTP): the ref advertisement, the shallow list, `NAK` and the
-//! pack, in protocol v0 (what libgit2 speaks).
+//! pack, in protocol v0 (what libgit2 speaks). Protocol v2 is [`super::upload_pack_v2`].
 
 use std::io::Write;
 use std::sync::Arc;
@@ -87,11 +87,16 @@ pub fn write_endless_advertisement(out: &mut impl Write, capabilities: &str) -> 
     out.write_all(&pktline::data(
         format!("{} HEAD\0{capabilities}\n", fake_id(0)).as_bytes(),
     ))?;
+    write_endless(out, |n| {
+        format!("{} refs/heads/endless/{:012}\n", fake_id(n + 1), n + 1)
+    })
+}
+
+/// Writes the pkt-lines `line(0)`, `line(1)`, ... in 64 KiB batches until writing fails.
+pub(crate) fn write_endless(out: &mut impl Write, line: impl Fn(u64) -> String) -> Result<()> {
     let mut batch = Vec::with_capacity(72 * 1024);
-    for n in 1u64.. {
-        batch.extend_from_slice(&pktline::data(
-            format!("{} refs/heads/endless/{n:012}\n", fake_id(n)).as_bytes(),
-        ));
+    for n in 0u64.. {
+        batch.extend_from_slice(&pktline::data(line(n).as_bytes()));
         if batch.len() >= 64 * 1024 {
             out.write_all(&batch)?;
             batch.clear();
@@ -101,7 +106,7 @@ pub fn write_endless_advertisement(out: &mut impl Write, capabilities: &str) -> 
 }
 
 /// A distinct 40-hex id for counter `n` (not the id of any real object).
-fn fake_id(n: u64) -> String {
+pub(crate) fn fake_id(n: u64) -> String {
     format!("{:024x}{n:016x}", 0xdead_beef_u64)
 }
 
@@ -233,18 +238,7 @@ pub(crate) fn write_shallow_section(
                 out.write_all(&pktline::data(format!("shallow {id}").as_bytes()))?;
             }
         }
-        Shallow::Endless => {
-            let mut batch = Vec::with_capacity(72 * 1024);
-            for n in 0u64.. {
-                batch.extend_from_slice(&pktline::data(
-                    format!("shallow {}", fake_id(n)).as_bytes(),
-                ));
-                if batch.len() >= 64 * 1024 {
-                    out.write_all(&batch)?;
-                    batch.clear();
-                }
-            }
-        }
+        Shallow::Endless => write_endless(out, |n| format!("shallow {}", fake_id(n)))?,
     }
     out.write_all(FLUSH)?;
     Ok(())
@@ -267,7 +261,18 @@ pub(crate) fn write_pack(
         out.write_all(&response.pack)?;
         return Ok(());
     };
-    if !needs.has("no-progress") {
+    write_sideband_pack(out, response, needs.has("no-progress"), max)
+}
+
+/// Writes the pack in side-band packets of at most `max` bytes: progress on band 2 (unless
+/// `no_progress`), the pack on band 1, the fatal error on band 3, then a flush.
+pub(crate) fn write_sideband_pack(
+    out: &mut impl Write,
+    response: &PackResponse,
+    no_progress: bool,
+    max: usize,
+) -> Result<()> {
+    if !no_progress {
         for message in &response.progress {
             pktline::write_sideband(out, 2, message.as_bytes(), max)?;
         }
