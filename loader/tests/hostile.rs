@@ -28,9 +28,9 @@ use crate_test_support::hostile::repos::{
     blob_mode_tree_entry, branches_at_non_commits, many_branches,
 };
 use crate_test_support::hostile::{
-    BLOB_BRANCH, DaemonScript, FetchAnswer, ObjectKind, PackBuilder, PackResponse,
-    RefAdvertisement, Reply, ScriptedGitDaemon, ScriptedHttp, Shallow, TAG_BRANCH, TREE_BRANCH,
-    TreeItem, V2Script, copy_bomb, object_id, smart_git,
+    BLOB_BRANCH, DEFAULT_CAPABILITIES, DaemonScript, FetchAnswer, ObjectKind, PackBuilder,
+    PackResponse, RefAdvertisement, Reply, ScriptedGitDaemon, ScriptedHttp, Shallow, TAG_BRANCH,
+    TREE_BRANCH, TreeItem, V2Script, copy_bomb, object_id, pktline, smart_git,
 };
 use crate_test_support::{GitDaemon, MIB, RepoBuilder, SmartHttp};
 use fetching::Fetch;
@@ -613,6 +613,30 @@ fn a_daemon_refusing_the_repository_is_not_found_with_its_words_escaped() {
 
 // ---------------------------------------------------------------------------------------------
 // 6. What a server says reaches people escaped
+
+#[test]
+fn a_ref_name_that_is_not_utf8_does_not_stop_the_crate_from_loading() {
+    // git allows any bytes but a few in ref names; libgit2's Rust binding insists on UTF-8.
+    let (commit, pack) = crate_pack(|_| {});
+    let mut first = format!("{commit} refs/heads/").into_bytes();
+    first.extend_from_slice(b"\xff-latin1\0");
+    first.extend_from_slice(DEFAULT_CAPABILITIES.as_bytes());
+    first.push(b'\n');
+    let mut advertisement = pktline::data(&first);
+    advertisement.extend_from_slice(&pktline::data(
+        format!("{commit} refs/heads/main\n").as_bytes(),
+    ));
+    advertisement.extend_from_slice(pktline::FLUSH);
+    let daemon = ScriptedGitDaemon::start(DaemonScript::RawAdvertisementUploadPack {
+        advertisement,
+        response: PackResponse::new(pack),
+    })
+    .expect("daemon");
+    let fetched = fetch_of(daemon.url("/crate.git"))
+        .run()
+        .expect("the crate loads");
+    assert!(matches!(fetched, Fetched::File { ref content, .. } if content == CRATE));
+}
 
 #[test]
 fn ref_names_with_terminal_escapes_are_listed_escaped() {

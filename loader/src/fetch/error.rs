@@ -131,7 +131,9 @@ pub enum FetchError {
     Transport { url: String, detail: String },
     #[error("failed to verify the TLS certificate of {url}: {detail}")]
     Tls { url: String, detail: String },
-    #[error("failed to prepare the local fetch area: {0}")]
+    /// A failure in the loader's own environment (its temporary directory, its fetch worker),
+    /// not the repository's: messages say so, since the crate's author cannot fix it.
+    #[error("failed to fetch on the loader's side (not a problem of the repository): {0}")]
     Local(String),
 }
 

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use git2::{AutotagOption, Direction, ErrorClass, FetchOptions, RemoteCallbacks, Repository};
+use git2::{AutotagOption, ErrorClass, FetchOptions, RemoteCallbacks, Repository};
 use serde::{Deserialize, Serialize};
 
 pub use error::FetchError;
@@ -158,41 +158,33 @@ fn fetch_remote(url: &RepoUrl, req: &FetchRequest<'_>) -> Result<Fetched, FetchE
 
     let registered = transport::register(Arc::clone(&session))?;
     let fail = |e: git2::Error| classify(&session, &req.limits, &e);
-
+    // The protocol v2 attempt has listed the refs (a v0 server answers its handshake with them):
+    // the branch exists and is not the commit the caller has. libgit2 fetches the branch into a
+    // tracking ref, read back here, rather than listing the refs again, because its Rust binding
+    // panics on a ref name that is not UTF-8, which a hostile server may send.
     let mut remote = repo.remote_anonymous(registered.url()).map_err(fail)?;
-    let mut connection = remote
-        .connect_auth(Direction::Fetch, Some(callbacks(&session, req)), None)
-        .map_err(fail)?;
-    let wanted = format!("refs/heads/{}", req.branch);
-    let heads = connection.list().map_err(fail)?;
-    let Some(head) = heads
-        .iter()
-        .find(|h| h.name() == wanted)
-        .map(git2::RemoteHead::oid)
-    else {
-        return Err(FetchError::BranchNotFound {
-            url: shown,
-            branch: req.branch.to_owned(),
-            available: branches(heads.iter().map(git2::RemoteHead::name)),
-        });
-    };
-    let commit = head.to_string();
-    if req.skip_if_head_is == Some(commit.as_str()) {
-        return Ok(Fetched::Unchanged { commit });
-    }
-
     let mut options = FetchOptions::new();
     options
         .remote_callbacks(callbacks(&session, req))
         .download_tags(AutotagOption::None)
         .update_fetchhead(false)
         .depth(1);
-    let refspec = format!("+{wanted}:refs/remotes/origin/{}", req.branch);
-    connection
-        .remote()
-        .download(&[refspec.as_str()], Some(&mut options))
+    let tracking = format!("refs/remotes/origin/{}", req.branch);
+    let refspec = format!("+refs/heads/{}:{tracking}", req.branch);
+    remote
+        .fetch(&[refspec.as_str()], Some(&mut options), None)
         .map_err(fail)?;
-    drop(connection);
+    drop(remote);
+    // The branch went away between the two connections.
+    let head = repo
+        .find_reference(&tracking)
+        .ok()
+        .and_then(|r| r.target())
+        .ok_or_else(|| FetchError::BranchNotFound {
+            url: shown.clone(),
+            branch: req.branch.to_owned(),
+            available: Vec::new(),
+        })?;
     tracing::info!(
         received_bytes = session.received(),
         "fetched the branch tip (depth 1)"

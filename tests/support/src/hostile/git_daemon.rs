@@ -30,6 +30,14 @@ pub enum DaemonScript {
         /// The shallow list and the pack.
         response: PackResponse,
     },
+    /// [`DaemonScript::UploadPack`] with the advertisement given as bytes (pkt-lines and the
+    /// flush), for what [`RefAdvertisement`] cannot say, such as ref names that are not UTF-8.
+    RawAdvertisementUploadPack {
+        /// The advertisement as sent.
+        advertisement: Vec<u8>,
+        /// The shallow list and the pack.
+        response: PackResponse,
+    },
     /// A ref advertisement that never ends (ref lines until the client hangs up), with these
     /// capabilities on its first line.
     EndlessAdvertisement {
@@ -307,6 +315,14 @@ fn serve(stream: &TcpStream, connection: usize, state: &State) -> Result<()> {
             response,
         } => {
             out.write_all(&advertisement.encode())?;
+            out.flush()?;
+            upload_pack(&mut reader, &mut out, &response, record)?;
+        }
+        DaemonScript::RawAdvertisementUploadPack {
+            advertisement,
+            response,
+        } => {
+            out.write_all(&advertisement)?;
             out.flush()?;
             upload_pack(&mut reader, &mut out, &response, record)?;
         }
