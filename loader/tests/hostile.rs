@@ -636,6 +636,13 @@ fn a_ref_name_that_is_not_utf8_does_not_stop_the_crate_from_loading() {
         .run()
         .expect("the crate loads");
     assert!(matches!(fetched, Fetched::File { ref content, .. } if content == CRATE));
+    // And a missing branch's hint shows the name as well as it can.
+    let err = Fetch {
+        branch: "nope".into(),
+        ..fetch_of(daemon.url("/crate.git"))
+    }
+    .fails();
+    assert!(err.to_string().contains("\u{fffd}-latin1"), "{err}");
 }
 
 #[test]

@@ -218,7 +218,7 @@ fn read_local(path: &Path, req: &FetchRequest<'_>) -> Result<Fetched, FetchError
         return Err(FetchError::BranchNotFound {
             url: shown,
             branch: req.branch.to_owned(),
-            available: branches(names.iter().map(String::as_str)),
+            available: branches(names.iter()),
         });
     };
     let head = reference
@@ -263,11 +263,14 @@ fn read_at(
 }
 
 /// The branch names among advertised refs, escaped, at most 20, for a "no such branch" hint.
-fn branches<'a>(refs: impl Iterator<Item = &'a str>) -> Vec<String> {
-    refs.filter_map(|name| name.strip_prefix("refs/heads/"))
-        .take(20)
-        .map(crate::escape::controls)
-        .collect()
+fn branches(refs: impl Iterator<Item = impl AsRef<str>>) -> Vec<String> {
+    refs.filter_map(|name| {
+        name.as_ref()
+            .strip_prefix("refs/heads/")
+            .map(crate::escape::controls)
+    })
+    .take(20)
+    .collect()
 }
 
 fn temp_dir(work_dir: Option<&Path>) -> Result<tempfile::TempDir, FetchError> {

@@ -177,12 +177,13 @@ fn branch_head(r: &Ref, wanted: &str) -> Option<gix_hash::ObjectId> {
     (name.as_slice() == wanted.as_bytes()).then_some(id)
 }
 
-fn ref_name(r: &Ref) -> &str {
+/// The ref's name; bytes that are not UTF-8 (git allows them) shown as U+FFFD.
+fn ref_name(r: &Ref) -> std::borrow::Cow<'_, str> {
     let (Ref::Direct { full_ref_name, .. }
     | Ref::Peeled { full_ref_name, .. }
     | Ref::Symbolic { full_ref_name, .. }
     | Ref::Unborn { full_ref_name, .. }) = r;
-    std::str::from_utf8(full_ref_name).unwrap_or("")
+    String::from_utf8_lossy(full_ref_name)
 }
 
 /// Why a fetch command brought no objects.
