@@ -18,8 +18,7 @@ use crate_test_support::hostile::{
     DaemonScript, FetchAnswer, GitRequest, ObjectKind, PackBuilder, PackResponse, Reply,
     ScriptedGitDaemon, ScriptedHttp, TreeItem, V2Script, copy_bomb, object_id,
 };
-use fetching::Fetch;
-use hostile_fixtures::{CRATE, META, crate_pack, preview};
+use hostile_fixtures::{CRATE, META, crate_pack, fetch_of, preview};
 
 /// The crate split as a partial fetch receives it: (commit id, a pack of the commit and its
 /// tree, a pack of the metadata blob alone).
@@ -43,13 +42,6 @@ fn daemon(script: V2Script, v0: DaemonScript) -> ScriptedGitDaemon {
         }
     })
     .expect("daemon")
-}
-
-fn fetch_of(url: String) -> Fetch {
-    Fetch {
-        path: format!("/{META}"),
-        ..Fetch::of(url)
-    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The `crate-loader` binary, for the suites that run it (`cli.rs`, `hostile.rs`, `load.rs`,
-//! `partial.rs`).
+//! The `crate-loader` binary, for the suites that run it (`cli.rs`, `load.rs`, `partial.rs`,
+//! and the hostile-server suites through `hostile.rs` in this directory).
 
 use std::process::Command;
 

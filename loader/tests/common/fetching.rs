@@ -1,5 +1,5 @@
 //! The library's fetch with test defaults, for the tests that call it directly (`fetch.rs`,
-//! `hostile.rs`): a builder over [`FetchRequest`].
+//! `partial.rs` and the hostile-server suites): a builder over [`FetchRequest`].
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,10 @@
-//! Fixtures of the hostile-server suites (`hostile.rs`, `hostile_v2.rs`): a one-file crate as a
-//! pack, and `crate-loader preview` run as a Job would run it, with a memory budget, reporting
-//! the peaks the kernel measured.
+//! Fixtures of the hostile-server suites (`hostile.rs`, `hostile_v2.rs`, `redirects.rs`): a
+//! one-file crate as a pack, a library fetch of it, and `crate-loader preview` run as a Job
+//! would run it, with a memory budget, reporting the peaks the kernel measured.
+#![allow(
+    dead_code,
+    reason = "each suite that shares this file uses a part of it"
+)]
 
 use std::path::Path;
 
@@ -9,6 +13,7 @@ use crate_test_support::MIB;
 use crate_test_support::hostile::{PackBuilder, TreeItem};
 
 use super::binary::loader;
+use super::fetching::Fetch;
 
 /// The metadata file at the repository root.
 pub const META: &str = "ro-crate-metadata.json";
@@ -103,5 +108,13 @@ impl Run {
             TEST_MEMORY / MIB
         );
         assert!(loader <= 64 * MIB, "loader peak {} MiB", loader / MIB);
+    }
+}
+
+/// A library fetch of the crate at the repository root (no worker, no memory cap).
+pub fn fetch_of(url: impl Into<String>) -> Fetch {
+    Fetch {
+        path: format!("/{META}"),
+        ..Fetch::of(url)
     }
 }
