@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::controller::Settings;
-use crate::job::{JobConfig, LogFormat};
+use crate::job::{JobConfig, LogFormat, byte_quantity};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -122,6 +122,13 @@ pub struct LoaderArgs {
         env = "CRATE_OPERATOR_LOADER_MEMORY_LIMIT"
     )]
     pub loader_memory_limit: String,
+    /// Most bytes one load may receive from the git server (the loader's --max-transfer-bytes,
+    /// 512Mi when not given). A server that filters objects sends kilobytes; one without
+    /// filters, or an ssh server that drops GIT_PROTOCOL, sends the whole branch tip, so raise
+    /// this for larger repositories there. The loader's work volume is sized to twice it and
+    /// its ephemeral-storage limit to match.
+    #[arg(long, value_parser = byte_quantity, env = "CRATE_OPERATOR_LOADER_MAX_TRANSFER")]
+    pub loader_max_transfer: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +203,9 @@ impl RunArgs {
         job.main_resources
             .memory_limit
             .clone_from(&loader.loader_memory_limit);
+        if let Some(bytes) = loader.loader_max_transfer {
+            job.set_max_transfer(bytes);
+        }
         Settings {
             job,
             manage_loader_namespaces: !self.controller.external_loader_rbac,
@@ -215,6 +225,15 @@ mod tests {
         assert_eq!(at_least_one("3"), Ok(3));
         assert!(at_least_one("0").is_err_and(|e| e.contains("never start a load")));
         assert!(at_least_one("-1").is_err());
+    }
+
+    #[test]
+    fn a_transfer_budget_is_a_size_of_at_least_one_mebibyte() {
+        assert_eq!(byte_quantity("2Gi"), Ok(2 * 1024 * 1024 * 1024));
+        assert_eq!(byte_quantity("1048576"), Ok(1024 * 1024));
+        assert!(byte_quantity("0").is_err_and(|e| e.contains("at least 1Mi")));
+        assert!(byte_quantity("1.5").is_err());
+        assert!(byte_quantity("lots").is_err_and(|e| e.contains("such as 512Mi")));
     }
 
     #[test]

@@ -34,7 +34,9 @@ use crate::loader_namespace::{InvalidConfig, loader_labels};
 mod config;
 mod pod;
 
-pub use config::{ContainerResources, JobConfig, LoaderLimits, LogFormat, VolumeSizes};
+pub use config::{
+    ContainerResources, JobConfig, LoaderLimits, LogFormat, VolumeSizes, byte_quantity,
+};
 use config::{is_secret_key, seconds};
 
 /// The main container, named in the `podFailurePolicy` and read back for the termination message.

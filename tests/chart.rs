@@ -415,6 +415,7 @@ fn the_maximal_values_reach_the_manager_pods() {
         ],
         ["200m", "2", "256Mi", "1Gi"]
     );
+    assert_eq!(job.limits.max_transfer_bytes, Some(2 * 1024 * 1024 * 1024));
 }
 
 #[test]
@@ -539,6 +540,7 @@ fn the_schema_refuses_misspelt_keys_and_wrong_types() {
         ("log.format=yaml", "log/format"),
         ("crds.install=maybe", "want boolean"),
         ("networkPolicy.dns.cidrs[0]=kube-dns", "dns/cidrs/0"),
+        ("loader.maxTransfer=lots", "loader/maxTransfer"),
     ] {
         let err = template(&["--set", set]).expect_err(set);
         assert!(err.contains(says), "--set {set}: {err}");

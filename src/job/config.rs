@@ -133,7 +133,23 @@ impl Default for JobConfig {
     }
 }
 
+/// Ephemeral storage the loader container needs beside its work volume: the copied binary's and
+/// `/tmp`'s emptyDirs (64Mi each) and its logs (128Mi), as the defaults count it.
+const STORAGE_BESIDE_WORK: u64 = 256 * 1024 * 1024;
+
 impl JobConfig {
+    /// Sets the loader's transfer budget (`--max-transfer-bytes`) and sizes the storage that
+    /// holds what it lets in: the work volume at twice the budget (the pack, its index, and room
+    /// as the defaults give: 1Gi for 512Mi), and the main container's ephemeral-storage limit to
+    /// cover it.
+    pub fn set_max_transfer(&mut self, max_transfer_bytes: u64) {
+        self.limits.max_transfer_bytes = Some(max_transfer_bytes);
+        let work = max_transfer_bytes.saturating_mul(2);
+        self.volume_sizes.work = work.to_string();
+        self.main_resources.ephemeral_storage_limit =
+            work.saturating_add(STORAGE_BESIDE_WORK).to_string();
+    }
+
     /// The ServiceAccount loader Pods run as.
     pub fn service_account(&self) -> &str {
         &self.namespace_resources.service_account
@@ -413,6 +429,18 @@ pub(super) fn quantity(field: &'static str, text: &str) -> Result<f64, InvalidCo
         _ => return Err(invalid()),
     };
     Ok(number * multiplier)
+}
+
+/// A size flag (`512Mi`, `2Gi`, `1073741824`) in bytes, at least 1Mi.
+pub fn byte_quantity(text: &str) -> Result<u64, String> {
+    let size = quantity("size", text)
+        .map_err(|_| format!("{text:?} is not a size such as 512Mi or 2Gi"))?;
+    if size < approximate(1024 * 1024) || size.fract() != 0.0 {
+        return Err(format!(
+            "{text:?} must be a whole number of bytes, at least 1Mi"
+        ));
+    }
+    Ok(bytes(size))
 }
 
 /// A byte count as a float, for comparing with parsed quantities (exact below 2^53 bytes).

@@ -328,6 +328,40 @@ fn every_empty_dir_has_a_size_limit_and_the_main_container_storage_limit_covers_
 }
 
 #[test]
+fn a_larger_transfer_budget_sizes_the_work_volume_and_the_storage_limit_to_hold_it() {
+    // The defaults are what a budget of 512Mi sizes.
+    let mut same = JobConfig::default();
+    same.set_max_transfer(512 * 1024 * 1024);
+    let default = JobConfig::default();
+    for (sized, given) in [
+        (&same.volume_sizes.work, &default.volume_sizes.work),
+        (
+            &same.main_resources.ephemeral_storage_limit,
+            &default.main_resources.ephemeral_storage_limit,
+        ),
+    ] {
+        assert_eq!(quantity("test", sized), quantity("test", given));
+    }
+
+    let mut cfg = JobConfig::default();
+    cfg.set_max_transfer(2 * 1024 * 1024 * 1024);
+    cfg.validate().expect("a consistent configuration");
+    let job = build(&fixture(PUBLIC), "t", None, &cfg).expect("builds");
+    assert!(args(&job).contains(&"--max-transfer-bytes=2147483648".to_owned()));
+    let work = volume(pod(&job), "work").and_then(|v| v.empty_dir.as_ref());
+    let size = work.and_then(|d| d.size_limit.as_ref()).expect("sizeLimit");
+    assert_eq!(size.0, "4294967296");
+    let limits = main(pod(&job))
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref());
+    let storage = limits
+        .and_then(|l| l.get("ephemeral-storage"))
+        .expect("limit");
+    assert_eq!(storage.0, ((4_u64 * 1024 + 256) * 1024 * 1024).to_string());
+}
+
+#[test]
 fn the_pod_never_restarts_in_place_and_gets_no_service_links() {
     let job = build_default(&fixture(PUBLIC));
     let pod = pod(&job);

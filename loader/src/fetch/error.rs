@@ -101,7 +101,7 @@ pub enum FetchError {
         limit: u64,
     },
     #[error(
-        "failed to fetch {url}: the server sent more than the {limit}-byte budget; the branch tip (or the server's ref listing) is too large for a crate repository (raise --max-transfer-bytes only if this is expected)"
+        "failed to fetch {url}: the server sent more than the {limit}-byte budget (--max-transfer-bytes; in the operator, the chart's loader.maxTransfer); a server that filters objects sends little beyond the metadata file, one without filters the whole branch tip: serve the repository with filters (git: uploadpack.allowFilter) or keep large data elsewhere, and raise the budget only if a tip this large is expected"
     )]
     TransferTooLarge { url: String, limit: u64 },
     #[error("failed to fetch {url}: the server sent HTTP headers over {limit} bytes")]
