@@ -123,7 +123,7 @@ pub struct LoaderArgs {
     )]
     pub loader_memory_limit: String,
     /// Most bytes one load may receive from the git server (the loader's --max-transfer-bytes,
-    /// 512Mi when not given). A server that filters objects sends kilobytes; one without
+    /// 1Mi to 1Ti; 512Mi when not given). A server that filters objects sends kilobytes; one without
     /// filters, or an ssh server that drops GIT_PROTOCOL, sends the whole branch tip, so raise
     /// this for larger repositories there. The loader's work volume is sized to twice it and
     /// its ephemeral-storage limit to match.
@@ -228,10 +228,11 @@ mod tests {
     }
 
     #[test]
-    fn a_transfer_budget_is_a_size_of_at_least_one_mebibyte() {
+    fn a_transfer_budget_is_a_size_from_one_mebibyte_to_one_tebibyte() {
         assert_eq!(byte_quantity("2Gi"), Ok(2 * 1024 * 1024 * 1024));
         assert_eq!(byte_quantity("1048576"), Ok(1024 * 1024));
-        assert!(byte_quantity("0").is_err_and(|e| e.contains("at least 1Mi")));
+        assert!(byte_quantity("0").is_err_and(|e| e.contains("from 1Mi to 1Ti")));
+        assert!(byte_quantity("2Ti").is_err());
         assert!(byte_quantity("1.5").is_err());
         assert!(byte_quantity("lots").is_err_and(|e| e.contains("such as 512Mi")));
     }

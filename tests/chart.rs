@@ -541,6 +541,8 @@ fn the_schema_refuses_misspelt_keys_and_wrong_types() {
         ("crds.install=maybe", "want boolean"),
         ("networkPolicy.dns.cidrs[0]=kube-dns", "dns/cidrs/0"),
         ("loader.maxTransfer=lots", "loader/maxTransfer"),
+        ("loader.maxTransfer=512", "loader/maxTransfer"),
+        ("loader.maxTransfer=2Ti", "loader/maxTransfer"),
     ] {
         let err = template(&["--set", set]).expect_err(set);
         assert!(err.contains(says), "--set {set}: {err}");
@@ -559,6 +561,29 @@ fn the_schema_refuses_misspelt_keys_and_wrong_types() {
         "--set",
         "replicaCount=1",
     ]);
+}
+
+#[test]
+fn every_transfer_budget_the_schema_accepts_the_manager_accepts() {
+    // The schema's pattern is the stricter of the two, so helm refuses what would crash-loop.
+    for (value, bytes) in [
+        ("1Mi", 1 << 20),
+        ("999999Mi", 999_999 << 20),
+        ("999Gi", 999 << 30),
+        ("1Ti", 1 << 40),
+        ("10000000", 10_000_000),
+        ("999999999999", 999_999_999_999),
+    ] {
+        let set = format!("loader.maxTransfer={value}");
+        // A number in YAML is refused (helm would print a large one as 1e+07): sizes are strings.
+        let docs = documents(&template_ok(&["--set-string", &set]));
+        let settings = manager_args(find(&docs, "Deployment", "crate-operator")).settings();
+        assert_eq!(
+            settings.job.limits.max_transfer_bytes,
+            Some(bytes),
+            "{value}"
+        );
+    }
 }
 
 /// Every sample name the manager exports (`name_total` for counters, `name_bucket`, `_sum` and

@@ -30,7 +30,9 @@ loader="$target/release/crate-loader"
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { for pid in ${pids[@]+"${pids[@]}"}; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+# Waits (at most 10 s) until the command "$@" succeeds.
+wait_for() { for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "gave up waiting for: $*" >&2; exit 1; }
 trap cleanup EXIT
 export HOME="$work" GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -71,7 +73,7 @@ for size in "${sizes[@]}"; do make_repo "$size"; done
 daemon_port=$(free_port)
 git daemon --reuseaddr --listen=127.0.0.1 --port="$daemon_port" --base-path="$work/srv" --export-all "$work/srv" &
 pids+=($!)
-until git ls-remote "git://127.0.0.1:$daemon_port/crate-${sizes[0]}.git" >/dev/null 2>&1; do sleep 0.1; done
+wait_for git ls-remote "git://127.0.0.1:$daemon_port/crate-${sizes[0]}.git"
 
 # A loopback proxy in front of the daemon that counts the bytes sent to clients. A connection to
 # its report port answers the total once no proxied connection is open, and resets it.
@@ -96,15 +98,18 @@ def pump(src, dst, count):
     except OSError:
         pass
 def serve(client):
-    server = socket.create_connection(("127.0.0.1", target))
-    up = threading.Thread(target=pump, args=(client, server, False))
-    up.start()
-    pump(server, client, True)
-    up.join()
-    client.close(); server.close()
-    with lock:
-        state["open"] -= 1
-        lock.notify_all()
+    try:
+        server = socket.create_connection(("127.0.0.1", target))
+        up = threading.Thread(target=pump, args=(client, server, False))
+        up.start()
+        pump(server, client, True)
+        up.join()
+        server.close()
+    finally:
+        client.close()
+        with lock:
+            state["open"] -= 1
+            lock.notify_all()
 def accept(port, handler):
     s = socket.create_server(("127.0.0.1", port))
     while True:
@@ -124,7 +129,7 @@ accept(listen, proxied)
 EOF
 python3 "$work/proxy.py" "$proxy_port" "$daemon_port" "$report_port" &
 pids+=($!)
-until python3 -c "import socket; socket.create_connection(('127.0.0.1', $proxy_port)).close()" 2>/dev/null; do sleep 0.1; done
+wait_for python3 -c "import socket; socket.create_connection(('127.0.0.1', $proxy_port)).close()"
 received() { python3 -c "import socket; print(socket.create_connection(('127.0.0.1', $report_port)).makefile().readline().strip())"; }
 
 git_clone() { # url, extra clone flags

@@ -5,9 +5,12 @@
 //! where memory is at stake, the peak the kernel measured.
 //!
 //! The loader fetches in git protocol v2 where the server speaks it and in v0 through libgit2
-//! where it does not, so every attack on the listing or the pack is made by a server of each kind
-//! ([`served_both_ways`]); the v2 server offers filters, which puts the loader on its partial
-//! path. The protocol v2 exchanges of their own (`ls-refs`, the blob want) are in `hostile_v2.rs`.
+//! where it does not, so the attacks on the pack, the shallow list and the ref names are made by a
+//! server of each kind ([`served_both_ways`]), and the endless listing at the memory cap in both
+//! protocols; the v2 server offers filters, which puts the loader on its partial path. The real
+//! `git daemon` cases (a million branches, branches at non-commits) speak v2; the endless v0
+//! advertisements and a ref name that is not UTF-8 are v0's. The protocol v2 exchanges of their
+//! own (`ls-refs`, the blob want) are in `hostile_v2.rs`.
 //!
 //! Memory cases run the `crate-loader` binary, since the memory cap lives in its fetch worker;
 //! the others call the library's fetch directly.

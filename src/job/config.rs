@@ -431,13 +431,15 @@ pub(super) fn quantity(field: &'static str, text: &str) -> Result<f64, InvalidCo
     Ok(number * multiplier)
 }
 
-/// A size flag (`512Mi`, `2Gi`, `1073741824`) in bytes, at least 1Mi.
+/// A size flag (`512Mi`, `2Gi`, `1073741824`) in bytes, from 1Mi to 1Ti (the chart's schema
+/// accepts a subset of this).
 pub fn byte_quantity(text: &str) -> Result<u64, String> {
+    const MI: u64 = 1024 * 1024;
     let size = quantity("size", text)
         .map_err(|_| format!("{text:?} is not a size such as 512Mi or 2Gi"))?;
-    if size < approximate(1024 * 1024) || size.fract() != 0.0 {
+    if !(approximate(MI)..=approximate(MI * MI)).contains(&size) || size.fract() != 0.0 {
         return Err(format!(
-            "{text:?} must be a whole number of bytes, at least 1Mi"
+            "{text:?} must be a whole number of bytes from 1Mi to 1Ti"
         ));
     }
     Ok(bytes(size))

@@ -175,16 +175,17 @@ fn fetch_remote(url: &RepoUrl, req: &FetchRequest<'_>) -> Result<Fetched, FetchE
         .fetch(&[refspec.as_str()], Some(&mut options), None)
         .map_err(fail)?;
     drop(remote);
-    // The branch went away between the two connections.
-    let head = repo
-        .find_reference(&tracking)
-        .ok()
-        .and_then(|r| r.target())
-        .ok_or_else(|| FetchError::BranchNotFound {
-            url: shown.clone(),
-            branch: req.branch.to_owned(),
-            available: Vec::new(),
-        })?;
+    let head = match repo.find_reference(&tracking) {
+        Ok(reference) => reference.target(),
+        // The branch went away between the two connections.
+        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+        Err(e) => return Err(FetchError::Local(e.message().to_owned())),
+    }
+    .ok_or_else(|| FetchError::BranchNotFound {
+        url: shown.clone(),
+        branch: req.branch.to_owned(),
+        available: Vec::new(),
+    })?;
     tracing::info!(
         received_bytes = session.received(),
         "fetched the branch tip (depth 1)"

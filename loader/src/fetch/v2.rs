@@ -203,12 +203,12 @@ fn receive(
     session: &Session,
     limits: &FetchLimits,
 ) -> Result<(), Failure> {
-    let refused = |e: &dyn Display| Failure::Refused(e.to_string());
-    let mut reader = args.send(conn, true).map_err(|e| refused(&e))?;
+    let server_side = |e: &dyn Display| Failure::Refused(e.to_string());
+    let mut reader = args.send(conn, true).map_err(|e| server_side(&e))?;
     let response = Response::from_line_reader(Protocol::V2, &mut reader, true, false)
-        .map_err(|e| refused(&e))?;
+        .map_err(|e| server_side(&e))?;
     if !response.has_pack() {
-        return Err(refused(&"the server sent no pack"));
+        return Err(server_side(&"the server sent no pack"));
     }
     // Progress messages are read (and counted by the transport) but not shown.
     reader.set_progress_handler(Some(Box::new(|_, _| ControlFlow::Continue(()))));
@@ -224,16 +224,30 @@ fn receive(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(refused(&e)),
+            Err(e) => return Err(server_side(&e)),
         };
         if pack.write_all(&buf[..n]).is_err() {
-            let error = git2::Error::last_error(-1);
-            return Err(Failure::Pack(super::classify(session, limits, &error)));
+            return Err(indexer_refused(
+                session,
+                limits,
+                &git2::Error::last_error(-1),
+            ));
         }
     }
     pack.commit()
-        .map_err(|e| Failure::Pack(super::classify(session, limits, &e)))?;
+        .map_err(|e| indexer_refused(session, limits, &e))?;
     Ok(())
+}
+
+/// The indexer's refusal of a pack, classified as on the v0 path; one libgit2 gives no reason
+/// for is still the pack's fault, not the network's (which would be retried).
+fn indexer_refused(session: &Session, limits: &FetchLimits, error: &git2::Error) -> Failure {
+    Failure::Pack(match super::classify(session, limits, error) {
+        FetchError::Transport { url, detail } if error.class() == git2::ErrorClass::None => {
+            FetchError::BadPack { url, detail }
+        }
+        classified => classified,
+    })
 }
 
 /// A request that brought no objects: final when the session recorded why (a budget, the

@@ -68,9 +68,13 @@ pub(super) fn connect(session: &Session, host: &str, port: u16) -> io::Result<Tc
 /// write, such as the pack after `shallow-info`, until the previous one is acknowledged; and in
 /// a request/response exchange the kernel delays ACKs, hoping to send them with the next
 /// request. The mode is not sticky (the kernel returns to delayed ACKs as it sees fit), so it is
-/// set before every read; failing to set it only costs time.
+/// set before every read; failing to set it only costs time. Linux only (the option is), which
+/// is where Jobs run; elsewhere a preview just waits for the timer.
 pub(super) fn quick_ack(tcp: &TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     let _ = socket2::SockRef::from(tcp).set_tcp_quickack(true);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = tcp;
 }
 
 fn pkt_line(payload: &str) -> String {

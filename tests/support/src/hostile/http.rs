@@ -156,9 +156,9 @@ pub enum Reply {
     /// body ends with `done`.
     UploadPackResult(PackResponse),
     /// Protocol v2 as `git http-backend` speaks it to a client that sent `Git-Protocol:
-    /// version=2`: the capability advertisement for the ref discovery, the script's answer to
-    /// the command in an upload-pack request (`application/x-git-upload-pack-result`), `404`
-    /// for anything else.
+    /// version=2` (answered so whatever the client sent): the capability advertisement for the
+    /// ref discovery, the script's answer to the command in an upload-pack request
+    /// (`application/x-git-upload-pack-result`), `404` for anything else.
     V2(V2Script),
     /// The status line, then one header whose value never ends.
     EndlessHeaderValue,
