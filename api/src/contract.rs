@@ -179,8 +179,8 @@ pub enum FetchMode {
     /// The branch tip's commit and trees, then the one blob at the path (protocol v2 with
     /// `filter blob:none`): the repository's other files never left the server.
     Partial,
-    /// Every object of the branch tip (depth 1): the server offers no object filter, or the
-    /// transport does not use one yet.
+    /// Every object of the branch tip (depth 1): the server offers no object filter, or does
+    /// not speak git protocol v2.
     Full,
     /// Read in place from a repository on this machine (`preview` only).
     Local,

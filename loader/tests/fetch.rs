@@ -12,10 +12,7 @@ use crate_loader::credentials::{Credentials, Secret};
 use crate_loader::fetch::{FetchError, FetchLimits, Fetched};
 use crate_operator_api::contract::{FetchMode, Outcome};
 use crate_test_support::{BareRepo, GitDaemon, MIB, RepoBuilder, SmartHttp, Sshd};
-use fetching::Fetch;
-
-use fetching::META;
-const CRATE: &[u8] = br#"{"@context":"https://w3id.org/ro/crate/1.1/context","@graph":[]}"#;
+use fetching::{CRATE, Fetch, META};
 const TOKEN: &str = "s3cret-token-value";
 
 fn crate_repo() -> BareRepo {

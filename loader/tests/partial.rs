@@ -15,9 +15,7 @@ use crate_loader::credentials::{Credentials, Secret};
 use crate_loader::fetch::{FetchError, FetchLimits, Fetched};
 use crate_operator_api::contract::{FetchMode, Outcome};
 use crate_test_support::{BareRepo, GitDaemon, MIB, RepoBuilder, SmartHttp, Sshd};
-use fetching::{Fetch, META};
-
-const CRATE: &[u8] = br#"{"@context":"https://w3id.org/ro/crate/1.1/context","@graph":[]}"#;
+use fetching::{CRATE, Fetch, META};
 
 /// A crate beside 8 MiB of data that cannot be compressed, served with or without filters.
 fn data_repo(allow_filter: bool) -> BareRepo {

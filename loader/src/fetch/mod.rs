@@ -141,13 +141,13 @@ fn fetch_remote(url: &RepoUrl, req: &FetchRequest<'_>) -> Result<Fetched, FetchE
     let repo = Repository::init_bare(work.path())
         .map_err(|e| FetchError::Local(e.message().to_owned()))?;
     match v2::fetch(&session, &repo, req)? {
-        v2::Attempt::Fetched { head, mode } => {
+        v2::Attempt::Fetched(tip) => {
             tracing::info!(
                 received_bytes = session.received(),
-                ?mode,
+                mode = ?tip.mode,
                 "fetched the branch tip (protocol v2)"
             );
-            return read_at(&repo, head, &shown, req, mode);
+            return read_at(&repo, &tip, &shown, req);
         }
         v2::Attempt::Unchanged { commit } => return Ok(Fetched::Unchanged { commit }),
         v2::Attempt::Unsupported(reason) => tracing::info!(
@@ -191,7 +191,12 @@ fn fetch_remote(url: &RepoUrl, req: &FetchRequest<'_>) -> Result<Fetched, FetchE
         "fetched the branch tip (depth 1)"
     );
 
-    read_at(&repo, head, &shown, req, FetchMode::Full)
+    let tip = Tip {
+        head,
+        blob: None,
+        mode: FetchMode::Full,
+    };
+    read_at(&repo, &tip, &shown, req)
 }
 
 /// `preview` of a repository on this machine: read it in place (nothing is copied, nothing runs).
@@ -230,26 +235,48 @@ fn read_local(path: &Path, req: &FetchRequest<'_>) -> Result<Fetched, FetchError
             commit: head.to_string(),
         });
     }
-    read_at(&repo, head, &shown, req, FetchMode::Local)
+    let tip = Tip {
+        head,
+        blob: None,
+        mode: FetchMode::Local,
+    };
+    read_at(&repo, &tip, &shown, req)
 }
 
-/// The metadata file at commit `head` of `repo`.
-fn read_at(
-    repo: &Repository,
+/// What a fetch brought into the repository: the branch head, and how.
+struct Tip {
     head: git2::Oid,
-    shown: &str,
-    req: &FetchRequest<'_>,
+    /// The metadata file's blob, when the fetch has already walked the trees to it.
+    blob: Option<git2::Oid>,
     mode: FetchMode,
-) -> Result<Fetched, FetchError> {
-    let commit = head.to_string();
-    let revision = revision(req.branch, &commit);
-    let origin = tree::Origin {
+}
+
+/// What errors about `req`'s file at `revision` name: the URL shown, the branch, the revision.
+fn origin<'a>(shown: &'a str, req: &'a FetchRequest<'_>, revision: &'a str) -> tree::Origin<'a> {
+    tree::Origin {
         url: shown,
         branch: req.branch,
-        revision: &revision,
+        revision,
         memory_limit: req.limits.max_memory_bytes,
+    }
+}
+
+/// The metadata file at the fetched tip of `repo`.
+fn read_at(
+    repo: &Repository,
+    tip: &Tip,
+    shown: &str,
+    req: &FetchRequest<'_>,
+) -> Result<Fetched, FetchError> {
+    let head = tip.head;
+    let commit = head.to_string();
+    let revision = revision(req.branch, &commit);
+    let origin = origin(shown, req, &revision);
+    let blob = match tip.blob {
+        Some(blob) => blob,
+        None => tree::locate(repo, head, req.path, &origin)?,
     };
-    let content = tree::read_file(repo, head, req.path, &origin, req.limits.max_file_bytes)?;
+    let content = tree::read_blob(repo, blob, req.path, &origin, req.limits.max_file_bytes)?;
     // Only trees are read for this, never a blob: a partial fetch without blobs can answer too.
     let missing = req
         .payload_paths
@@ -259,7 +286,7 @@ fn read_at(
         commit,
         content,
         missing,
-        mode,
+        mode: tip.mode,
     })
 }
 

@@ -117,16 +117,15 @@ fn kind_name(kind: Option<ObjectType>) -> &'static str {
     }
 }
 
-/// Walks `path` from the root tree of `commit`, refusing anything but trees on the way and a
-/// regular-file blob at the end, and returns the blob's bytes.
-pub(super) fn read_file(
+/// The bytes of the file at `path` whose blob is `id` (from [`locate`]), refusing an object that
+/// is not a blob or is larger than `max_bytes` before reading it.
+pub(super) fn read_blob(
     repo: &Repository,
-    commit: Oid,
+    id: Oid,
     path: &MetadataPath,
     origin: &Origin<'_>,
     max_bytes: u64,
 ) -> Result<Vec<u8>, FetchError> {
-    let id = locate(repo, commit, path, origin)?;
     let what = format!("the file {path}");
     // The header first: the blob is read whole, so its size is checked before.
     let (size, kind) = origin.header(repo, id, &what)?;

@@ -32,16 +32,16 @@ use gix_protocol::transport::{Protocol, Service};
 use gix_protocol::{Command, LsRefsCommand};
 use gix_utils::progress::Discard;
 
-use super::tree::{self, Origin};
-use super::{FetchError, FetchLimits, FetchRequest};
+use super::tree;
+use super::{FetchError, FetchLimits, FetchRequest, Tip};
 use crate::transport::{self, Session, V2Transport};
 use crate_operator_api::contract::FetchMode;
 
 /// How the protocol v2 fetch went.
 pub(super) enum Attempt {
     /// The tip's commit, its trees and the metadata file's blob are in the repository: only
-    /// those when `mode` is partial, every object of the tip when the server has no filter.
-    Fetched { head: Oid, mode: FetchMode },
+    /// those when the mode is partial, every object of the tip when the server has no filter.
+    Fetched(Tip),
     /// The branch head is the commit the caller already has; nothing was fetched.
     Unchanged { commit: String },
     /// This server does not speak protocol v2 or refused a request; why, for the log.
@@ -127,32 +127,28 @@ pub(super) fn fetch(
     }
     let head = Oid::from_bytes(head.as_bytes()).map_err(|e| final_error(session, &e))?;
     if !partial {
-        return Ok(Attempt::Fetched {
+        return Ok(Attempt::Fetched(Tip {
             head,
+            blob: None,
             mode: FetchMode::Full,
-        });
+        }));
     }
 
     let revision = crate_operator_api::contract::revision(req.branch, &commit);
     let shown = session.shown_url();
-    let origin = Origin {
-        url: &shown,
-        branch: req.branch,
-        revision: &revision,
-        memory_limit: req.limits.max_memory_bytes,
-    };
-    let blob = tree::locate(repo, head, req.path, &origin)?;
-    let blob =
+    let blob = tree::locate(repo, head, req.path, &super::origin(&shown, req, &revision))?;
+    let wanted =
         gix_hash::ObjectId::try_from(blob.as_bytes()).map_err(|e| final_error(session, &e))?;
     let mut file = Arguments::new(Protocol::V2, features, false);
-    file.want(blob);
+    file.want(wanted);
     if let Err(failure) = receive(&mut conn, file, repo, session, &req.limits) {
         return refused(session, "the metadata file's blob", failure);
     }
-    Ok(Attempt::Fetched {
+    Ok(Attempt::Fetched(Tip {
         head,
+        blob: Some(blob),
         mode: FetchMode::Partial,
-    })
+    }))
 }
 
 /// What the branch `wanted` points at when `r` is it: the tag object, not its target, when a

@@ -165,13 +165,13 @@ impl Body {
                     request.git_protocol.as_deref(),
                 )
             };
-            *self = match sent {
-                Ok(reader) => Body::Ready(reader),
+            match sent {
+                Ok(reader) => *self = Body::Ready(reader),
                 Err(e) => {
                     *self = Body::Failed;
                     return Err(e);
                 }
-            };
+            }
         }
         match self {
             Body::Ready(reader) => Ok(reader),

@@ -253,7 +253,7 @@ pub(crate) fn connect_v2(session: &Arc<Session>) -> io::Result<Box<dyn V2Transpo
     let reader = io::BufReader::with_capacity(64 * 1024, StreamReader(Rc::clone(&stream)));
     // The request line or command that selects the repository went out when connecting.
     Ok(Box::new(Connection::new(
-        ReadHalf(reader),
+        reader,
         WriteHalf(stream),
         Protocol::V2,
         "",
@@ -267,22 +267,14 @@ type Stream = Rc<RefCell<Box<dyn SmartSubtransportStream>>>;
 
 /// The reading side of a [`connect_v2`] connection. The exchange is strictly request then
 /// response on one thread, so the halves never borrow the stream at once.
-struct ReadHalf(io::BufReader<StreamReader>);
+struct StreamReader(Stream);
 
 /// The writing side of a [`connect_v2`] connection.
 struct WriteHalf(Stream);
 
-struct StreamReader(Stream);
-
 impl io::Read for StreamReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.borrow_mut().read(buf)
-    }
-}
-
-impl io::Read for ReadHalf {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
     }
 }
 

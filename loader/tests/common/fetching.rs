@@ -10,6 +10,9 @@ use crate_loader::source::{MetadataPath, Policy, Source};
 /// Where cr8tor puts the metadata file, the default path of a [`Fetch`].
 pub const META: &str = "bagit/data/ro-crate-metadata.json";
 
+/// The smallest crate the fetch tests serve: what matters to them is that its bytes come back.
+pub const CRATE: &[u8] = br#"{"@context":"https://w3id.org/ro/crate/1.1/context","@graph":[]}"#;
+
 /// A fetch of `url` with test defaults; tweak fields before calling [`Fetch::run`].
 pub struct Fetch {
     pub url: String,

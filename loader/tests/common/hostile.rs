@@ -13,11 +13,11 @@ use crate_test_support::MIB;
 use crate_test_support::hostile::{PackBuilder, TreeItem};
 
 use super::binary::loader;
+pub use super::fetching::CRATE;
 use super::fetching::Fetch;
 
 /// The metadata file at the repository root.
 pub const META: &str = "ro-crate-metadata.json";
-pub const CRATE: &[u8] = br#"{"@context":"https://w3id.org/ro/crate/1.1/context","@graph":[]}"#;
 
 /// A valid one-file crate as a pack: (commit id, pack bytes).
 pub fn crate_pack(extra: impl FnOnce(&mut PackBuilder)) -> (String, Vec<u8>) {
